@@ -1,0 +1,49 @@
+# hybridnb — the two commands: `make demo` (the main job) and `make test` (the suite).
+# Everything the project needs is installed here, so a fresh clone works.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first, pinned to the CPU wheel this machine kind carries; pyproject admits >=2.10.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: help install test demo bench lint format clean
+
+help:
+	@echo "make demo   run the main job (end to end on the embedded default)"
+	@echo "make test   run the test suite"
+	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
+	@echo "make lint   ruff and mypy"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/hybridnb doctor
+	$(VENV)/bin/hybridnb sites list
+	$(VENV)/bin/hybridnb config show
+
+bench: install
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+lint: install
+	$(VENV)/bin/ruff check hybridnb tests benchmarks
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format hybridnb tests benchmarks
+
+clean:
+	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache

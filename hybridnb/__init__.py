@@ -1,0 +1,56 @@
+"""hybridnb: a notebook-first platform for AI on hybrid clouds.
+
+Declare sites and datasets, ask where a job should run, start Dask clusters on any
+site, train with torch.distributed, deploy endpoints and monitor them — from a notebook.
+
+Importing ``hybridnb`` is cheap: the public API below resolves on first use (PEP 562),
+so torch, dask and matplotlib load only when something needs them.
+
+>>> import hybridnb
+>>> hybridnb.load_config().site("local").tier
+'private'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+# Public name -> "module:attribute". One table, so the lazy API is easy to read and test.
+_LAZY = {
+    "load_config": "hybridnb.config:load_config",
+    "HybridConfig": "hybridnb.config:HybridConfig",
+    "Site": "hybridnb.config:Site",
+    "Dataset": "hybridnb.config:Dataset",
+    "ConfigError": "hybridnb.config:ConfigError",
+    "StateStore": "hybridnb.state:StateStore",
+    "HybridnbError": "hybridnb.errors:HybridnbError",
+    "UsageError": "hybridnb.errors:UsageError",
+    "OperationError": "hybridnb.errors:OperationError",
+    "gc": "hybridnb.cleanup:gc",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .cleanup import gc
+    from .config import ConfigError, Dataset, HybridConfig, Site, load_config
+    from .errors import HybridnbError, OperationError, UsageError
+    from .state import StateStore
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'hybridnb' has no attribute {name!r}") from None
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

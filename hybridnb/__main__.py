@@ -1,0 +1,5 @@
+"""``python -m hybridnb`` runs the CLI."""
+
+from .cli import run
+
+run()

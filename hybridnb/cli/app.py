@@ -1,0 +1,54 @@
+"""The ``hybridnb`` command: global options and the command groups.
+
+Commands are thin (STYLE.md habit 7): parse, call one library function, print. Errors
+become exit codes in :func:`hybridnb.cli.main`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .. import __version__
+from . import config_cmd, doctor, ps, sites
+from .common import Options, parse_sets
+
+app = typer.Typer(
+    name="hybridnb",
+    help="Notebook-first platform for AI on hybrid clouds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hybridnb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: list[Path] = typer.Option(
+        [], "--config", "-c", metavar="FILE",
+        help="Extra config file, above every other layer (repeatable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE",
+        help="Override a value: --set sites.local.capacity.cpu=4 (repeatable)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """hybridnb: sites, Dask clusters, distributed training, endpoints, monitoring."""
+    ctx.obj = Options(files=list(config), overrides=parse_sets(set_), debug=debug)
+
+
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(sites.app, name="sites")
+app.command("doctor")(doctor.doctor)
+app.command("ps")(ps.ps)
+app.command("gc")(ps.gc)

@@ -1,0 +1,294 @@
+"""Typed models of a hybrid cloud: sites, datasets and policies.
+
+These are the shapes of ``hybridnb.yaml`` after all layers are merged. They hold no
+I/O; :func:`hybridnb.config.load_config` reads the layers, merges them and validates
+them into a :class:`HybridConfig`.
+
+A site, as written in YAML::
+
+    sites:
+      onprem:
+        tier: private            # private | public | edge
+        backend: ssh             # local | scheduler | ssh | kubernetes (or a plug-in)
+        ssh: {hosts: [10.0.0.11, 10.0.0.12], user: ml, key: ~/.ssh/id_ed25519}
+        capacity: {cpu: 64, memory: 256GiB, gpu: 4, gpu_type: a100}
+        cost: {cpu_hour: 0.0, gpu_hour: 0.0, egress_gb: 0.0}
+        network: {bandwidth_mbps: 10000, latency_ms: 1, to: {aws: {bandwidth_mbps: 1000}}}
+        classifications: [public, internal, pii]
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
+
+from .units import format_bytes, parse_bytes
+
+Tier = Literal["private", "public", "edge"]
+ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+#: The backends hybridnb ships. Plug-ins add more through the
+#: ``hybridnb.site_backends`` entry-point group (see :mod:`hybridnb.config.backends`).
+BUILTIN_BACKENDS = ("local", "scheduler", "ssh", "kubernetes")
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors (with a "did you mean"), never silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LocalOptions(_Model):
+    """Options of the ``local`` backend (a Dask ``LocalCluster`` on this machine)."""
+
+    processes: bool = True
+
+
+class SchedulerOptions(_Model):
+    """Options of the ``scheduler`` backend: connect to a running Dask scheduler."""
+
+    address: str = Field(pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://.+",
+                         description="Scheduler address, e.g. tls://10.0.0.5:8786")
+    timeout: NonNegative = Field(10.0, description="Seconds to wait when connecting")
+
+
+class SSHOptions(_Model):
+    """Options of the ``ssh`` backend: ``distributed.SSHCluster`` over these hosts.
+
+    The first host runs the scheduler, the others run workers (as in SSHCluster).
+    """
+
+    hosts: list[str] = Field(min_length=1)
+    user: str | None = None
+    key: str | None = Field(None, description="Path of the private key")
+    port: int = Field(22, ge=1, le=65535)
+    python: str | None = Field(None, description="Python on the remote hosts")
+    known_hosts: str | None = Field(None, description="known_hosts file; None uses the default")
+
+
+class KubernetesOptions(_Model):
+    """Options of the ``kubernetes`` backend (dask-kubernetes' operator ``KubeCluster``)."""
+
+    context: str | None = Field(None, description="kubeconfig context; None uses the current one")
+    namespace: str = "default"
+    image: str = "ghcr.io/dask/dask:latest"
+    env: dict[str, str] = Field(default_factory=dict)
+    service_account: str | None = None
+    worker_cpu: NonNegative | None = None
+    worker_memory: ByteSize | None = None
+
+
+class Capacity(_Model):
+    """What a site can run at once."""
+
+    cpu: NonNegative = Field(description="CPU cores")
+    memory: ByteSize = Field(description="Memory in bytes (accepts '256GiB')")
+    gpu: int = Field(0, ge=0)
+    gpu_type: str | None = None
+
+
+class Cost(_Model):
+    """Prices in US dollars."""
+
+    cpu_hour: NonNegative = 0.0
+    gpu_hour: NonNegative = 0.0
+    egress_gb: NonNegative = Field(0.0, description="Per GB leaving the site")
+
+
+class Link(_Model):
+    """A network path from one site to another."""
+
+    bandwidth_mbps: Annotated[float, Field(gt=0)] = 1000.0
+    latency_ms: NonNegative = 1.0
+
+
+class Network(Link):
+    """The site's default link, and specific links to other sites (``to``)."""
+
+    to: dict[str, Link] = Field(default_factory=dict)
+
+    def link_to(self, site: str) -> Link:
+        """The link to ``site``: a specific one if declared, else the default."""
+        return self.to.get(site) or Link(bandwidth_mbps=self.bandwidth_mbps,
+                                          latency_ms=self.latency_ms)
+
+
+class Site(_Model):
+    """Where compute lives: tier, backend and its options, capacity, cost, network."""
+
+    name: str = ""
+    tier: Tier = "private"
+    backend: str = "local"
+    local: LocalOptions | None = None
+    scheduler: SchedulerOptions | None = None
+    ssh: SSHOptions | None = None
+    kubernetes: KubernetesOptions | None = None
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Options of a plug-in backend")
+    capacity: Capacity
+    cost: Cost = Field(default_factory=Cost)
+    network: Network = Field(default_factory=Network)
+    labels: dict[str, str] = Field(default_factory=dict)
+    # Residency is opt-in: a site holds only public data unless it says otherwise.
+    classifications: list[str] = Field(default_factory=lambda: ["public"])
+    preemptible: bool = False
+    tls: bool | None = Field(None, description="Require TLS; default: on unless tier is private")
+
+    @model_validator(mode="after")
+    def _default_tls(self) -> Site:
+        # Traffic to public and edge sites leaves the private network: TLS by default.
+        if self.tls is None:
+            self.tls = self.tier != "private"
+        return self
+
+    def allows(self, classification: str) -> bool:
+        """Whether data of ``classification`` may live and be processed here."""
+        return classification in self.classifications
+
+    def backend_options(self) -> Any:
+        """The options block of this site's backend (a model, or ``options`` for plug-ins)."""
+        if self.backend in BUILTIN_BACKENDS:
+            return getattr(self, self.backend)
+        return self.options
+
+    def __repr__(self) -> str:
+        gpu = f", gpu={self.capacity.gpu}" if self.capacity.gpu else ""
+        return (f"Site({self.name!r}, tier={self.tier}, backend={self.backend}, "
+                f"cpu={self.capacity.cpu:g}, memory={format_bytes(self.capacity.memory)}{gpu})")
+
+    __str__ = __repr__
+
+
+class Dataset(_Model):
+    """Where data lives and how sensitive it is."""
+
+    name: str = ""
+    site: str
+    path: str = Field(description="Path or URL on the site")
+    size: ByteSize | None = None
+    format: str = Field("parquet", description="parquet, csv, npy, zarr, images, builtin, …")
+    classification: str = "internal"
+
+    def __repr__(self) -> str:
+        size = f", size={format_bytes(self.size)}" if self.size is not None else ""
+        return (f"Dataset({self.name!r}, site={self.site}, "
+                f"classification={self.classification}{size})")
+
+    __str__ = __repr__
+
+
+class Budget(_Model):
+    """Spending limits in US dollars; None means no limit."""
+
+    per_job: NonNegative | None = None
+    monthly: NonNegative | None = None
+
+
+class Policies(_Model):
+    """Team-wide rules for placement and residency."""
+
+    placement: Literal["private-first", "cheapest", "fastest"] = "private-first"
+    burst: bool = Field(True, description="Burst to public sites when private capacity is short")
+    budget: Budget = Field(default_factory=Budget)
+    classifications: list[str] = Field(
+        default_factory=lambda: ["public", "internal", "confidential", "pii"],
+        description="Known data classifications, least sensitive first")
+    scheduler_site: str | None = Field(
+        None, description="Site of a hybrid cluster's scheduler; default: the first private site")
+
+
+class HybridConfig(_Model):
+    """The merged, validated configuration.
+
+    ``sources`` maps each dotted key path to where its value came from (a file and line,
+    the built-in default, or arguments); :meth:`source_of` looks one up.
+    """
+
+    sites: dict[str, Site] = Field(default_factory=dict)
+    datasets: dict[str, Dataset] = Field(default_factory=dict)
+    policies: Policies = Field(default_factory=Policies)
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _layers: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_from_keys(self) -> HybridConfig:
+        for key, site in self.sites.items():
+            site.name = site.name or key
+        for key, data in self.datasets.items():
+            data.name = data.name or key
+        return self
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return dict(self._sources)
+
+    @property
+    def layers(self) -> list[str]:
+        """The layers that were read, lowest first."""
+        return list(self._layers)
+
+    def source_of(self, path: str) -> str:
+        """Where the value at dotted ``path`` (or its nearest parent) came from.
+
+        Values nobody set come from the models' defaults and say ``"default"``.
+        """
+        parts = path.split(".")
+        while parts:
+            hit = self._sources.get(".".join(parts))
+            if hit:
+                return hit
+            parts.pop()
+        return "default"
+
+    def site(self, name: str) -> Site:
+        """The site called ``name``; a clear error naming the known sites otherwise."""
+        from ..errors import UsageError, did_you_mean
+
+        try:
+            return self.sites[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sites)) or "none"
+            raise UsageError(
+                f"unknown site '{name}'{did_you_mean(name, self.sites)}; configured sites: "
+                f"{known}. Declare it under 'sites:' in hybridnb.yaml") from None
+
+    def dataset(self, name: str) -> Dataset:
+        """The dataset called ``name``; a clear error naming the known datasets otherwise."""
+        from ..errors import UsageError, did_you_mean
+
+        try:
+            return self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise UsageError(
+                f"unknown dataset '{name}'{did_you_mean(name, self.datasets)}; configured "
+                f"datasets: {known}. Declare it under 'datasets:' in hybridnb.yaml") from None
+
+    def __repr__(self) -> str:
+        return (f"HybridConfig(sites={list(self.sites)}, datasets={list(self.datasets)}, "
+                f"placement={self.policies.placement})")
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(
+            f"<tr><td>{escape(s.name)}</td><td>{s.tier}</td><td>{escape(s.backend)}</td>"
+            f"<td>{s.capacity.cpu:g}</td><td>{format_bytes(s.capacity.memory)}</td>"
+            f"<td>{s.capacity.gpu}</td><td>{escape(', '.join(s.classifications))}</td></tr>"
+            for s in self.sites.values())
+        head = "".join(f"<th>{h}</th>" for h in
+                       ("site", "tier", "backend", "cpu", "memory", "gpu", "data allowed"))
+        return (f"<table><caption>hybridnb sites</caption><tr>{head}</tr>{rows}</table>"
+                f"<p>{len(self.datasets)} dataset(s); layers: "
+                f"{escape(' → '.join(self._layers))}</p>")

@@ -1,0 +1,127 @@
+"""The hybridnb command: help, version, doctor, sites, config, ps and gc."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybridnb import __version__
+from hybridnb.cli import main
+from hybridnb.state import StateStore, Status
+
+COMMAND = [sys.executable, "-m", "hybridnb"]
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_help_and_version_as_a_real_process(hybridnb_home):
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for group in ("doctor", "config", "sites", "ps", "gc"):
+        assert group in result.stdout
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"hybridnb {__version__}"
+    exe = Path(sys.executable).parent / "hybridnb"
+    if exe.exists():  # the console script installed by pip
+        assert subprocess.run([str(exe), "--version"], capture_output=True,
+                              text=True).stdout.strip() == f"hybridnb {__version__}"
+
+
+def test_unknown_command_exits_2_without_traceback(hybridnb_home):
+    result = run_cli("frobnicate")
+    assert result.returncode == 2
+    assert "No such command" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_reports_and_exits_0(hybridnb_home, capsys):
+    assert main(["doctor", "--json"]) == 0
+    out = capsys.readouterr().out
+    checks = {c["name"]: c for c in json.loads(out[: out.rindex("]") + 1])}
+    for name in ("python", "torch", "dask", "distributed", "papermill", "jupyterlab",
+                 "cpu bf16", "gpus", "promtool", "kubectl", "ssh", "chromium",
+                 "kubernetes context", "state store", "config"):
+        assert name in checks
+    assert checks["torch"]["ok"] and checks["config"]["ok"]
+    assert checks["promtool"]["ok"] == bool(shutil.which("promtool"))
+    assert main(["doctor"]) == 0
+    assert "embedded default can run" in capsys.readouterr().out
+
+
+def test_doctor_fails_when_config_is_broken(hybridnb_home, capsys):
+    (hybridnb_home / "work" / "hybridnb.yaml").write_text("sites: [oops]\n")
+    assert main(["doctor"]) == 1
+    assert "cannot run: fix config" in capsys.readouterr().err
+
+
+def test_sites_list_and_show(hybridnb_home, capsys):
+    assert main(["sites", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "local" in out and "private" in out
+    assert main(["sites", "list", "--json"]) == 0
+    (site,) = json.loads(capsys.readouterr().out)
+    assert site["name"] == "local" and site["capacity"]["cpu"] == os.cpu_count()
+    assert main(["sites", "show", "local"]) == 0
+    assert "cpu:" in capsys.readouterr().out
+    assert main(["sites", "show", "nowhere"]) == 2
+    assert "unknown site 'nowhere'" in capsys.readouterr().err
+
+
+def test_config_show_names_sources(hybridnb_home, capsys):
+    project = hybridnb_home / "work" / "hybridnb.yaml"
+    project.write_text("policies:\n  placement: cheapest\n")
+    assert main(["--set", "sites.local.labels.owner=me", "config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert f"placement: cheapest  # {project}:2" in out
+    assert "owner: me  # arguments" in out
+    assert "tier: private  # built-in default" in out
+    assert main(["config", "show", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["sources"]["policies.placement"] == f"{project}:2"
+
+
+def test_ps_and_gc_stop_a_leftover_process(hybridnb_home, capsys):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        store = StateStore()
+        rec = store.add("endpoint", "leftover", site="local", pids=[proc.pid],
+                        status="running")
+        assert main(["ps"]) == 0
+        assert rec.id in capsys.readouterr().out
+        assert main(["gc", "--dry-run"]) == 0
+        assert "would stop" in capsys.readouterr().out
+        assert proc.poll() is None
+        assert main(["gc"]) == 0
+        assert f"stopped: {rec.id}" in capsys.readouterr().out
+        assert proc.wait(timeout=10) is not None
+        assert store.get(rec.id).status is Status.stopped
+        assert main(["ps"]) == 0
+        assert "nothing running" in capsys.readouterr().out
+        assert main(["ps", "--all", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)[0]["status"] == "stopped"
+        assert main(["ps", "--kind", "bogus"]) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_gc_forgets_records_with_nothing_to_stop(hybridnb_home, capsys):
+    rec = StateStore().add("run", "ghost", site="local", status="running")
+    assert main(["gc"]) == 0
+    assert f"forgotten: {rec.id}" in capsys.readouterr().out
+    assert StateStore().get(rec.id).status is Status.lost
+
+
+@pytest.mark.parametrize("argv", [["sites"], ["config"]])
+def test_groups_without_command_show_help(argv, hybridnb_home, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code in (0, 2) and "Usage" in (out.out + out.err)

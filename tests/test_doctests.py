@@ -1,0 +1,20 @@
+"""The ``>>>`` examples in docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "hybridnb", "hybridnb.errors", "hybridnb.config", "hybridnb.config.units",
+    "hybridnb.config.layers", "hybridnb.config.problems", "hybridnb.config.backends",
+    "hybridnb.state", "hybridnb.cleanup",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name, hybridnb_home):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
