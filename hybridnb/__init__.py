@@ -30,6 +30,10 @@ _LAZY = {
     "UsageError": "hybridnb.errors:UsageError",
     "OperationError": "hybridnb.errors:OperationError",
     "gc": "hybridnb.cleanup:gc",
+    "cluster": "hybridnb.sites:cluster",
+    "hybrid_cluster": "hybridnb.sites:hybrid_cluster",
+    "connect": "hybridnb.sites:connect",
+    "ClusterHandle": "hybridnb.sites:ClusterHandle",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -38,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cleanup import gc
     from .config import ConfigError, Dataset, HybridConfig, Site, load_config
     from .errors import HybridnbError, OperationError, UsageError
+    from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
 
 

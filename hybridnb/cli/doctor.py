@@ -47,21 +47,6 @@ def cpu_bf16_flags() -> list[str]:
     return sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "avx_ne_convert"))
 
 
-def kube_context() -> str | None:
-    """The current kubeconfig context, or None when none is configured."""
-    import yaml
-
-    paths = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
-    for path in paths.split(os.pathsep):
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        if data.get("current-context"):
-            return f"{data['current-context']} ({path})"
-    return None
-
-
 def run_checks() -> list[Check]:
     """Every check, in display order."""
     checks = [Check("python", sys.version_info >= (3, 10), platform.python_version(), True)]
@@ -79,6 +64,8 @@ def run_checks() -> list[Check]:
         path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists()
                                       else None)
         checks.append(Check(tool, path is not None, path or "not found"))
+    from ..sites.kubernetes import kube_context
+
     ctx = kube_context()
     checks.append(Check("kubernetes context", ctx is not None, ctx or "none configured "
                         "(kubernetes sites render manifests only)"))

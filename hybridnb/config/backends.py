@@ -14,15 +14,28 @@ from importlib.metadata import entry_points
 from .models import BUILTIN_BACKENDS
 
 ENTRY_POINT_GROUP = "hybridnb.site_backends"
+_registered: list[str] = []  # names added at run time (hybridnb.sites.register_backend)
 
 
-@lru_cache(maxsize=1)
+def add_backend_name(name: str) -> None:
+    """Accept ``name`` as a backend in configuration (for run-time registrations)."""
+    if name not in _registered:
+        _registered.append(name)
+
+
 def backend_names() -> tuple[str, ...]:
     """Names of every known backend, built-ins first.
 
     >>> "local" in backend_names()
     True
     """
+    names = list(_entry_point_names())
+    names += [n for n in _registered if n not in names]
+    return tuple(names)
+
+
+@lru_cache(maxsize=1)
+def _entry_point_names() -> tuple[str, ...]:
     names = list(BUILTIN_BACKENDS)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in names:

@@ -50,6 +50,8 @@ class LocalOptions(_Model):
     """Options of the ``local`` backend (a Dask ``LocalCluster`` on this machine)."""
 
     processes: bool = True
+    host: str | None = Field(None, description="Address to listen on; default 127.0.0.1. "
+                             "Set a reachable one when workers of other sites join")
 
 
 class SchedulerOptions(_Model):
@@ -58,6 +60,9 @@ class SchedulerOptions(_Model):
     address: str = Field(pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://.+",
                          description="Scheduler address, e.g. tls://10.0.0.5:8786")
     timeout: NonNegative = Field(10.0, description="Seconds to wait when connecting")
+    tls_ca_file: str | None = Field(None, description="CA certificate (PEM) of a tls:// scheduler")
+    tls_cert: str | None = Field(None, description="Client certificate (PEM file)")
+    tls_key: str | None = Field(None, description="Client key (PEM file)")
 
 
 class SSHOptions(_Model):
@@ -71,7 +76,9 @@ class SSHOptions(_Model):
     key: str | None = Field(None, description="Path of the private key")
     port: int = Field(22, ge=1, le=65535)
     python: str | None = Field(None, description="Python on the remote hosts")
-    known_hosts: str | None = Field(None, description="known_hosts file; None uses the default")
+    known_hosts: str | None = Field(
+        None, description="known_hosts file; None uses ~/.ssh/known_hosts; 'ignore' skips "
+        "host key checks (throw-away test networks only)")
 
 
 class KubernetesOptions(_Model):

@@ -1,0 +1,63 @@
+"""``hybridnb worker SCHEDULER --site NAME``: a Dask worker tagged with its site.
+
+For sites whose workers someone else starts (the ``scheduler`` backend): it runs
+``dask worker`` with the site's resource tags (``site-NAME``, ``data-CLASS``) so that
+residency pinning finds it, and with the site's TLS files when the address is tls://.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from ..config import HybridConfig
+
+from .common import options
+
+
+def worker_command(scheduler: str, site_name: str, config: HybridConfig,
+                   nthreads: int | None = None, memory_limit: str | None = None,
+                   host: str | None = None, name: str | None = None) -> list[str]:
+    """The ``dask worker`` command line for a worker of ``site_name``."""
+    from ..errors import UsageError
+    from ..sites.tags import resources_arg, worker_resources
+
+    site = config.site(site_name)
+    cmd = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler,
+           "--resources", resources_arg(worker_resources(site)), "--no-dashboard"]
+    if nthreads is not None:
+        cmd += ["--nthreads", str(nthreads)]
+    if memory_limit is not None:
+        cmd += ["--memory-limit", memory_limit]
+    if host is not None:
+        cmd += ["--host", host]
+    if name is not None:
+        cmd += ["--name", name]
+    if scheduler.startswith("tls://"):
+        opts = site.scheduler
+        if opts is None or not (opts.tls_ca_file and opts.tls_cert and opts.tls_key):
+            raise UsageError(f"{scheduler} needs TLS files: set tls_ca_file, tls_cert and "
+                             f"tls_key under sites.{site_name}.scheduler")
+        cmd += ["--tls-ca-file", opts.tls_ca_file, "--tls-cert", opts.tls_cert,
+                "--tls-key", opts.tls_key]
+    elif site.tls:
+        raise UsageError(f"site '{site_name}' requires TLS; use a tls:// scheduler address")
+    return cmd
+
+
+def worker(ctx: typer.Context,
+           scheduler: str = typer.Argument(..., help="Scheduler address, tcp:// or tls://"),
+           site: str = typer.Option(..., "--site", help="The site this worker belongs to."),
+           nthreads: int | None = typer.Option(None, "--nthreads"),
+           memory_limit: str | None = typer.Option(None, "--memory-limit"),
+           host: str | None = typer.Option(None, "--host", help="Address to listen on."),
+           name: str | None = typer.Option(None, "--name")) -> None:
+    """Run a Dask worker for SITE that joins SCHEDULER (replaces this process)."""
+    cmd = worker_command(scheduler, site, options(ctx).config(), nthreads, memory_limit,
+                         host, name)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)

@@ -1,0 +1,318 @@
+"""The cluster handle users hold: a Dask client on a site's cluster, recorded and pinned.
+
+A :class:`ClusterHandle` wraps a real distributed cluster object (``LocalCluster``,
+``SpecCluster``, ``KubeCluster``) or a connection to an existing scheduler. The hot path
+is untouched: ``handle.client`` *is* a ``distributed.Client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from ..config.units import format_bytes
+from ..errors import OperationError, UsageError
+from ..state import Kind, Status
+from . import security as tls
+from .tags import requirements, site_of, site_resource
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ..config import HybridConfig
+    from ..state import Record, StateStore
+    from .base import Started
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker, as the scheduler sees it."""
+
+    address: str
+    site: str | None
+    nthreads: int
+    memory_limit: int
+    resources: dict[str, float]
+
+
+class ClusterHandle:
+    """A Dask cluster on one site, or spanning several, started by hybridnb.
+
+    Use it as a context manager (``with`` or ``async with``) or call :meth:`close`; a
+    handle never closed warns with ``ResourceWarning``.
+
+    Examples
+    --------
+    >>> import hybridnb
+    >>> with hybridnb.cluster("local", n_workers=1, processes=False) as c:  # doctest: +SKIP
+    ...     c.client.submit(sum, [1, 2]).result()
+    3
+    """
+
+    def __init__(self, started: Started, *, sites: list[str], backend: str, name: str,
+                 config: HybridConfig, store: StateStore | None = None,
+                 client_timeout: float = 10.0):
+        self.sites = list(sites)
+        self.backend = backend
+        self.name = name
+        self.config = config
+        self._started = started
+        self._store = store
+        self._record: Record | None = None
+        self._client: Client | None = None
+        self._closed = False
+        if store is not None:
+            self._record = store.add(
+                Kind.cluster, name, site="+".join(self.sites), backend=backend,
+                pids=started.pids, remote_id=started.remote_id, address=started.address,
+                spec={"sites": self.sites, "owns": started.owns})
+        try:
+            self._client = self._connect(client_timeout)
+        except BaseException as exc:
+            self._shutdown(Status.failed, error=str(exc))
+            raise
+        if self._record is not None and self._store is not None:
+            self._record = self._store.update(self._record.id, status=Status.running,
+                                              address=self.scheduler_address)
+
+    def _connect(self, timeout: float) -> Client:
+        from distributed import Client
+
+        target = self._started.cluster or self._started.address
+        try:
+            return Client(target, security=self._started.security, timeout=timeout,
+                          set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise OperationError(
+                f"cannot reach the scheduler of site(s) {', '.join(self.sites)} at "
+                f"{self._started.address} within {timeout:g} s ({exc}). Check that the "
+                "scheduler runs and the address and port in the site's config are right"
+            ) from None
+
+    # -- what users touch ---------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        """The ``distributed.Client`` connected to this cluster."""
+        if self._client is None or self._closed:
+            raise OperationError(f"cluster {self.name!r} is closed; start a new one")
+        return self._client
+
+    @property
+    def cluster(self) -> Any:
+        """The underlying distributed cluster object (None when only connected)."""
+        return self._started.cluster
+
+    @property
+    def record(self) -> Record | None:
+        """Its record in the state store."""
+        return self._record
+
+    @property
+    def scheduler_address(self) -> str:
+        if self._client is not None:
+            return str(self._client.scheduler.address)
+        return self._started.address
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """Link to the Dask dashboard, when the scheduler serves one."""
+        link = getattr(self._started.cluster, "dashboard_link", None)
+        if link is None and self._client is not None:
+            try:
+                link = self._client.dashboard_link
+            except Exception:  # no dashboard service on that scheduler
+                link = None
+        return link
+
+    @property
+    def security(self) -> str:
+        """What protects the traffic, without any key material."""
+        return tls.redacted(self._started.security)
+
+    def scale(self, n: int) -> None:
+        """Ask for ``n`` workers (clusters this handle started)."""
+        self._owned("scale").scale(n)
+
+    def adapt(self, minimum: int = 0, maximum: int | None = None, **kwargs: Any) -> Any:
+        """Scale between ``minimum`` and ``maximum`` workers with the load."""
+        if maximum is not None and maximum < minimum:
+            raise UsageError(f"adapt: maximum ({maximum}) is below minimum ({minimum})")
+        return self._owned("adapt").adapt(minimum=minimum, maximum=maximum, **kwargs)
+
+    def _owned(self, what: str) -> Any:
+        if self._started.cluster is None or not hasattr(self._started.cluster, what):
+            raise UsageError(f"cannot {what} cluster {self.name!r}: hybridnb only connected to "
+                             f"it ({self.backend} backend); scale it where it was started")
+        return self._started.cluster
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers now connected, with the site each one reports."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return [WorkerInfo(addr, site_of(w.get("resources") or {}), int(w.get("nthreads", 0)),
+                           int(w.get("memory_limit") or 0), dict(w.get("resources") or {}))
+                for addr, w in info.items()]
+
+    def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
+        """Block until ``n`` workers are connected (a clear error after ``timeout``)."""
+        try:
+            self.client.wait_for_workers(n, timeout=timeout)
+        except TimeoutError:
+            raise OperationError(f"only {len(self.workers())} of {n} workers joined cluster "
+                                 f"{self.name!r} within {timeout:g} s") from None
+
+    # -- residency ----------------------------------------------------------------------
+
+    def pin(self, *, data: str | Iterable[str] | None = None,
+            classification: str | Iterable[str] | None = None,
+            sites: str | Iterable[str] | None = None) -> dict[str, Any]:
+        """Keyword arguments that keep work where it is allowed to run.
+
+        Pass them to ``client.compute``, ``client.submit`` or ``client.map``:
+        ``data`` names configured datasets (their classifications apply),
+        ``classification`` names classifications directly, ``sites`` names sites.
+        Raises a clear error, instead of letting tasks wait forever, when no connected
+        worker qualifies.
+
+        >>> fut = c.client.submit(fn, x, **c.pin(data="patients"))  # doctest: +SKIP
+        """
+        classes = set(_as_list(classification))
+        for name in _as_list(data):
+            classes.add(self.config.dataset(name).classification)
+        site_names = _as_list(sites)
+        for s in site_names:
+            self.config.site(s)  # unknown site: a clear error
+        workers = self.workers()
+        out: dict[str, Any] = {}
+        if classes:
+            need = requirements(classes)
+            ok = [w for w in workers if all(w.resources.get(k, 0) >= 1 for k in need)]
+            if not ok:
+                allowed = [s.name for s in self.config.sites.values()
+                           if all(s.allows(c) for c in classes)]
+                present = sorted({w.site or "?" for w in workers}) or ["none"]
+                raise UsageError(
+                    f"no worker of cluster {self.name!r} may process data classified "
+                    f"{', '.join(sorted(classes))}: its workers are on {', '.join(present)}; "
+                    f"sites allowed: {', '.join(allowed) or 'none'}. Add an allowed site "
+                    "to the cluster (hybridnb.hybrid_cluster) or run where the data may go")
+            out["resources"] = need
+        if site_names:
+            chosen = [w.address for w in workers
+                      if w.resources.get(site_resource(w.site or ""), 0) and w.site in site_names]
+            if classes:
+                chosen = [a for a in chosen if a in {w.address for w in ok}]
+            if not chosen:
+                raise UsageError(f"no worker of cluster {self.name!r} runs on site(s) "
+                                 f"{', '.join(site_names)}")
+            out["workers"] = chosen
+            out["allow_other_workers"] = False
+        return out
+
+    def compute(self, collection: Any, *, data: str | Iterable[str] | None = None,
+                classification: str | Iterable[str] | None = None,
+                sites: str | Iterable[str] | None = None, **kwargs: Any) -> Any:
+        """Compute a Dask collection here, pinned, and return its result."""
+        pins = self.pin(data=data, classification=classification, sites=sites)
+        return self.client.compute(collection, **pins, **kwargs).result()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Disconnect, stop the cluster if this handle started it, and record it."""
+        if not self._closed:
+            self._shutdown(Status.stopped)
+
+    def _shutdown(self, status: Status, error: str | None = None) -> None:
+        self._closed = True
+        try:
+            if self._client is not None:
+                self._client.close()
+        finally:
+            try:
+                if self._started.owns and self._started.cluster is not None:
+                    self._started.cluster.close()
+            finally:
+                if self._started.owns and self._started.tls_dir is not None:
+                    shutil.rmtree(self._started.tls_dir, ignore_errors=True)
+                if self._record is not None and self._store is not None:
+                    self._record = self._store.update(self._record.id, status=status,
+                                                      error=error)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> ClusterHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ClusterHandle:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(f"{self!r} was never closed; call .close() or use 'with'",
+                      ResourceWarning, stacklevel=2)
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing more to do
+            pass
+
+    # -- display ------------------------------------------------------------------------
+
+    def _summary(self) -> tuple[int, int, int]:
+        try:
+            ws = self.workers()
+        except Exception:
+            return (0, 0, 0)
+        return len(ws), sum(w.nthreads for w in ws), sum(w.memory_limit for w in ws)
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"<ClusterHandle {self.name!r} on {'+'.join(self.sites)}: closed>"
+        n, threads, mem = self._summary()
+        return (f"<ClusterHandle {self.name!r} on {'+'.join(self.sites)} ({self.backend}): "
+                f"{n} workers, {threads} threads, {format_bytes(mem)}, "
+                f"security={self.security}>")
+
+    def _repr_html_(self) -> str:
+        if self._closed:
+            return f"<p>ClusterHandle <b>{escape(self.name)}</b>: closed</p>"
+        per_site: dict[str, list[WorkerInfo]] = {}
+        for w in self.workers():
+            per_site.setdefault(w.site or "?", []).append(w)
+        rows = "".join(
+            f"<tr><td>{escape(site)}</td><td>{len(ws)}</td>"
+            f"<td>{sum(w.nthreads for w in ws)}</td>"
+            f"<td>{format_bytes(sum(w.memory_limit for w in ws))}</td></tr>"
+            for site, ws in sorted(per_site.items()))
+        link = self.dashboard_link
+        dash = (f'<a href="{escape(link)}" target="_blank">{escape(link)}</a>' if link
+                else "none")
+        return (f"<div><b>ClusterHandle {escape(self.name)}</b> — sites "
+                f"{escape(', '.join(self.sites))}, backend {escape(self.backend)}<br>"
+                f"scheduler {escape(self.scheduler_address)}, security "
+                f"{escape(self.security)}, dashboard {dash}"
+                "<table><tr><th>site</th><th>workers</th><th>threads</th><th>memory</th></tr>"
+                f"{rows}</table></div>")
+
+
+def _as_list(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)

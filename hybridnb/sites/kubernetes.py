@@ -1,0 +1,84 @@
+"""``kubernetes`` backend: dask-kubernetes' operator ``KubeCluster`` (create or connect).
+
+The ``DaskCluster`` resource comes from :mod:`hybridnb.k8s.dask`, a pure function tested
+against the CRD schema without a cluster; this module only submits it, and only when a
+Kubernetes context is configured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OperationError, UsageError
+from .base import Backend, Started
+
+if TYPE_CHECKING:
+    from ..state import Record, StateStore
+
+
+def kube_context(context: str | None = None) -> str | None:
+    """The kubeconfig context in use (``context`` if it exists), or None without one."""
+    import yaml
+
+    paths = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
+    for path in paths.split(os.pathsep):
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        names = [c.get("name") for c in data.get("contexts") or []]
+        if context is not None:
+            if context in names:
+                return f"{context} ({path})"
+            continue
+        if data.get("current-context"):
+            return f"{data['current-context']} ({path})"
+    return None
+
+
+class KubernetesBackend(Backend):
+    """A ``DaskCluster`` in the site's namespace, adaptive through ``DaskAutoscaler``."""
+
+    name = "kubernetes"
+
+    def security(self, directory: Any = None) -> None:
+        return None  # certificates come from a Kubernetes Secret (see hybridnb.k8s.dask)
+
+    def manifest(self, name: str, n_workers: int | None) -> dict[str, Any]:
+        from ..k8s.dask import dask_cluster_manifest
+
+        return dask_cluster_manifest(self.site, name, n_workers=n_workers or 1)
+
+    def start(self, *, name: str, n_workers: int | None, threads_per_worker: int | None,
+              memory_limit: str | float | None, security: Any) -> Started:
+        # TLS on Kubernetes comes from a Secret mounted by the manifest, not from here.
+        opts = self.options
+        if kube_context(opts.context if opts else None) is None:
+            want = f"context '{opts.context}'" if opts and opts.context else "a context"
+            raise UsageError(
+                f"site '{self.site.name}' runs on Kubernetes but {want} is not configured: "
+                "point KUBECONFIG at a kubeconfig (or create ~/.kube/config), or set "
+                f"sites.{self.site.name}.kubernetes.context")
+        if opts and opts.context:
+            os.environ.setdefault("KUBECONTEXT", opts.context)
+        from dask_kubernetes.operator import KubeCluster
+
+        manifest = self.manifest(name, n_workers)
+        try:
+            cluster = KubeCluster(custom_cluster_spec=manifest,
+                                  namespace=manifest["metadata"].get("namespace"),
+                                  shutdown_on_close=True)
+        except Exception as exc:
+            raise OperationError(f"site '{self.site.name}': KubeCluster {name!r} failed to "
+                                 f"start: {exc}") from exc
+        return Started(address=cluster.scheduler_address, cluster=cluster,
+                       remote_id=f"{manifest['metadata'].get('namespace')}/{name}")
+
+    @classmethod
+    def stop_record(cls, record: Record, store: StateStore) -> None:
+        from dask_kubernetes.operator import KubeCluster
+
+        namespace, _, name = (record.remote_id or "").partition("/")
+        KubeCluster.from_name(name, namespace=namespace, shutdown_on_close=True).close()

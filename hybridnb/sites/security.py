@@ -1,0 +1,68 @@
+"""TLS for clusters: temporary certificates for local and SSH sites, files for the rest.
+
+Key material never appears in a ``repr`` or a log: :func:`redacted` is what handles show,
+and temporary certificates for SSH sites are written to files (mode 0600) so that only
+their paths travel in the remote command line, never the keys.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from distributed.security import Security
+
+
+def temporary(directory: str | Path | None = None) -> Security:
+    """A self-signed certificate for every role of one cluster.
+
+    With ``directory`` the certificate and key are written there (0600) and the returned
+    ``Security`` names the files, as remote processes need; without, they stay in memory.
+    """
+    from distributed.security import Security
+
+    sec = Security.temporary()
+    if directory is None:
+        return sec
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = d / "tls.crt", d / "tls.key"
+    for path, text in ((cert, sec.tls_ca_file), (key, sec.tls_scheduler_key)):
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        tmp.replace(path)
+    return from_files(cert, cert, key)
+
+
+def from_files(ca: str | Path, cert: str | Path, key: str | Path) -> Security:
+    """A ``Security`` that uses one certificate/key pair for every role, from files."""
+    from distributed.security import Security
+
+    ca, cert, key = str(ca), str(cert), str(key)
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key,
+                    tls_scheduler_cert=cert, tls_scheduler_key=key,
+                    tls_worker_cert=cert, tls_worker_key=key, require_encryption=True)
+
+
+def dask_config(sec: Security) -> dict[str, object]:
+    """Dask config keys that make processes started elsewhere use ``sec`` (file paths only)."""
+    out: dict[str, object] = {"distributed.comm.require-encryption": True,
+                              "distributed.comm.default-scheme": "tls",
+                              "distributed.comm.tls.ca-file": getattr(sec, "tls_ca_file", None)}
+    for role in ("scheduler", "worker", "client"):
+        for part in ("cert", "key"):
+            out[f"distributed.comm.tls.{role}.{part}"] = getattr(sec, f"tls_{role}_{part}")
+    return out
+
+
+def redacted(sec: Security | None) -> str:
+    """A description of ``sec`` that is safe to show: never a key or certificate."""
+    ca = getattr(sec, "tls_ca_file", None) or ""
+    if sec is None or (not sec.require_encryption and not ca):
+        return "none"
+    where = "in memory" if "BEGIN" in ca else "files"
+    return f"TLS ({where})"

@@ -1,0 +1,85 @@
+"""``ssh`` backend: Dask over SSH with ``distributed``'s SSH process classes.
+
+The first host runs the scheduler, the others run workers (as ``SSHCluster`` does); a
+single host runs both. Each process listens on its own host's address, which matters
+where a host cannot guess its address (no default route).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .base import Backend, Started
+
+if TYPE_CHECKING:
+    from distributed.security import Security
+
+
+class SSHBackend(Backend):
+    """Scheduler and workers started over SSH on the site's hosts."""
+
+    name = "ssh"
+
+    def connect_options(self) -> dict[str, Any]:
+        """asyncssh options for this site's hosts."""
+        o = self.options
+        out: dict[str, Any] = {"port": o.port}
+        if o.user:
+            out["username"] = o.user
+        if o.key:
+            out["client_keys"] = [o.key]
+        if o.known_hosts == "ignore":
+            out["known_hosts"] = None
+        elif o.known_hosts:
+            out["known_hosts"] = o.known_hosts
+        return out
+
+    @property
+    def remote_python(self) -> str:
+        return self.options.python or sys.executable
+
+    @property
+    def worker_hosts(self) -> list[str]:
+        hosts = list(self.options.hosts)
+        return hosts[1:] or hosts
+
+    def scheduler_spec(self, security: Security | None) -> dict[str, Any]:
+        from distributed.deploy.ssh import Scheduler
+
+        host = self.options.hosts[0]
+        kwargs: dict[str, Any] = {"host": host, "dashboard_address": ":0"}
+        if security is not None:
+            kwargs["protocol"] = "tls://"
+        return {"cls": Scheduler, "options": {
+            "address": host, "connect_options": self.connect_options(), "kwargs": kwargs,
+            "remote_python": self.remote_python}}
+
+    def worker_specs(self, n_workers: int | None, threads_per_worker: int | None,
+                     memory_limit: str | float | None, security: Security | None
+                     ) -> dict[str, dict[str, Any]]:
+        from distributed.deploy.ssh import Worker
+
+        hosts = self.worker_hosts
+        n = len(hosts) if n_workers is None else n_workers
+        specs = {}
+        for i in range(n):
+            host = hosts[i % len(hosts)]  # round-robin over the worker hosts
+            kwargs: dict[str, Any] = {"host": host, "nthreads": threads_per_worker or 1,
+                                      "resources": self.resources()}
+            if memory_limit is not None:
+                kwargs["memory_limit"] = memory_limit
+            specs[f"{self.site.name}-{i}"] = {"cls": Worker, "options": {
+                "address": host, "connect_options": self.connect_options(),
+                "kwargs": kwargs, "worker_class": "distributed.Nanny",
+                "remote_python": self.remote_python}}
+        return specs
+
+    def start(self, *, name: str, n_workers: int | None, threads_per_worker: int | None,
+              memory_limit: str | float | None, security: Security | None) -> Started:
+        from .spec import start_spec_cluster
+
+        cluster = start_spec_cluster(
+            name, self.scheduler_spec(security),
+            self.worker_specs(n_workers, threads_per_worker, memory_limit, security), security)
+        return Started(address=cluster.scheduler_address, cluster=cluster, security=security)

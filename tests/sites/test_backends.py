@@ -1,0 +1,103 @@
+"""The backend registry, plug-ins, Kubernetes without a cluster, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hybridnb
+from hybridnb.cli import main
+from hybridnb.config import load_config
+from hybridnb.errors import UsageError
+from hybridnb.sites import Backend, Started, get_backend, known_backends, register_backend
+from hybridnb.sites.local import LocalBackend
+
+
+def test_builtin_backends_resolve():
+    for name in ("local", "scheduler", "ssh", "kubernetes"):
+        assert get_backend(name).name == name
+    assert {"local", "scheduler", "ssh", "kubernetes"} <= set(known_backends())
+    with pytest.raises(UsageError, match="unknown backend 'sshh'.*did you mean 'ssh'"):
+        get_backend("sshh")
+
+
+class ThreadsBackend(LocalBackend):
+    """A plug-in: one small module is a whole backend."""
+
+    name = "threads"
+
+    def start(self, *, name, n_workers, threads_per_worker, memory_limit, security):
+        return super().start(name=name, n_workers=n_workers,
+                             threads_per_worker=threads_per_worker,
+                             memory_limit=memory_limit, security=security, processes=False)
+
+
+def test_plugin_backend_is_accepted_by_config_and_runs(hybridnb_home, store):
+    register_backend("threads", ThreadsBackend)
+    config = load_config(overrides={"sites": {"lab": {
+        "backend": "threads", "capacity": {"cpu": 1, "memory": "1GiB"}}}})
+    with hybridnb.cluster("lab", n_workers=1, config=config, store=store) as c:
+        assert c.backend == "threads"
+        assert c.client.submit(sum, [1, 2]).result() == 3
+        assert {w.site for w in c.workers()} == {"lab"}
+    assert issubclass(ThreadsBackend, Backend)
+
+
+def test_base_backend_says_what_is_missing(hybridnb_home):
+    config = load_config()
+    b = Backend(config.site("local"), config)
+    with pytest.raises(NotImplementedError):
+        b.start(name="x", n_workers=1, threads_per_worker=1, memory_limit=None, security=None)
+    with pytest.raises(UsageError, match="cannot lend workers"):
+        b.worker_specs(1, 1, None, None)
+    assert Started(address="tcp://x:1").owns
+
+
+def test_kubernetes_site_without_context_is_a_clear_error(hybridnb_home, monkeypatch, store):
+    monkeypatch.setenv("KUBECONFIG", str(hybridnb_home / "no-kubeconfig"))
+    config = load_config(overrides={"sites": {"gke": {
+        "tier": "public", "backend": "kubernetes", "kubernetes": {"namespace": "ml"},
+        "capacity": {"cpu": 64, "memory": "256GiB"}}}})
+    with pytest.raises(UsageError) as info:
+        hybridnb.cluster("gke", config=config, store=store)
+    assert "site 'gke'" in str(info.value) and "KUBECONFIG" in str(info.value)
+    assert store.list() == []
+
+
+def test_ssh_site_lends_specs_with_its_hosts(hybridnb_home):
+    config = load_config(overrides={"sites": {"rack": {
+        "backend": "ssh", "ssh": {"hosts": ["10.9.0.1", "10.9.0.2", "10.9.0.3"],
+                                  "user": "ml", "key": "/k", "port": 2222},
+        "capacity": {"cpu": 8, "memory": "8GiB"}}}})
+    backend = get_backend("ssh")(config.site("rack"), config)
+    specs = backend.worker_specs(3, 2, "1GiB", None)
+    hosts = [s["options"]["address"] for s in specs.values()]
+    assert hosts == ["10.9.0.2", "10.9.0.3", "10.9.0.2"]
+    opts = next(iter(specs.values()))["options"]
+    assert opts["kwargs"]["resources"]["site-rack"] >= 1
+    assert opts["kwargs"]["host"] == "10.9.0.2" and opts["kwargs"]["nthreads"] == 2
+    assert opts["connect_options"] == {"port": 2222, "username": "ml", "client_keys": ["/k"]}
+    assert backend.scheduler_spec(None)["options"]["address"] == "10.9.0.1"
+
+
+def test_cli_cluster_up_list_connect_down(hybridnb_home, capsys):
+    assert main(["cluster", "up", "local", "--workers", "1", "--name", "cli-test"]) == 0
+    out = capsys.readouterr().out
+    assert "cluster cli-test" in out and "tcp://" in out
+    try:
+        assert main(["cluster", "list", "--json"]) == 0
+        (rec,) = json.loads(capsys.readouterr().out)
+        assert rec["name"] == "cli-test" and rec["status"] == "running"
+        with hybridnb.connect("cli-test") as c:
+            assert c.client.submit(sum, [2, 3]).result() == 5
+        assert main(["cluster", "up", "local", "--name", "cli-test"]) == 2
+        assert "already called" in capsys.readouterr().err
+    finally:
+        assert main(["cluster", "down", "cli-test"]) == 0
+    assert "stopped cli-test" in capsys.readouterr().out
+    assert main(["cluster", "list"]) == 0
+    assert "no clusters running" in capsys.readouterr().out
+    assert main(["cluster", "down", "cli-test"]) == 2
+    assert main(["cluster", "up", "nowhere"]) == 2
+    assert "unknown site 'nowhere'" in capsys.readouterr().err
