@@ -33,6 +33,7 @@ _LAZY = {
     "cluster": "hybridnb.sites:cluster",
     "hybrid_cluster": "hybridnb.sites:hybrid_cluster",
     "connect": "hybridnb.sites:connect",
+    "plan": "hybridnb.placement:plan",
     "ClusterHandle": "hybridnb.sites:ClusterHandle",
 }
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cleanup import gc
     from .config import ConfigError, Dataset, HybridConfig, Site, load_config
     from .errors import HybridnbError, OperationError, UsageError
+    from .placement import plan
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
 

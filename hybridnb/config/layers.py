@@ -11,6 +11,8 @@ Layers, low to high (DESIGN.md):
 6. explicit arguments: files passed by the caller, then a mapping of overrides.
 
 Mappings merge key by key; any other value (a list, a number) replaces the lower one.
+``null`` in place of a mapping removes it: ``sites: {local: null}`` drops the built-in
+site from a team's configuration.
 """
 
 from __future__ import annotations
@@ -128,6 +130,11 @@ def _merge_into(base: dict[str, Any], over: Mapping[str, Any], path: KeyPath,
                 origins: dict[KeyPath, Origin], layer: Layer) -> None:
     for key, value in over.items():
         sub = (*path, str(key))
+        if value is None and isinstance(base.get(key), dict):
+            del base[key]  # null removes a mapping (a site, a dataset) set below
+            for stale in [p for p in origins if p[: len(sub)] == sub]:
+                del origins[stale]
+            continue
         origins[sub] = Origin(layer.label, layer.lines.get(sub))
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _merge_into(base[key], value, sub, origins, layer)

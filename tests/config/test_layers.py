@@ -119,3 +119,13 @@ def test_repr_and_html(hybridnb_home):
     assert repr(config.site("local")).startswith("Site('local', tier=private")
     html = config._repr_html_()
     assert "<table>" in html and "local" in html
+
+
+def test_null_removes_a_site_set_below(hybridnb_home):
+    write(hybridnb_home / "etc" / "hybridnb.yaml", SITE.format(cpu=8))
+    write(hybridnb_home / "work" / "hybridnb.yaml", "sites:\n  local: null\n")
+    config = load_config()
+    assert list(config.sites) == ["onprem"]
+    assert not any(k.startswith("sites.local") for k in config.sources)
+    # null for a plain value keeps meaning "unset" (here: TLS by tier)
+    assert load_config(overrides={"sites.onprem.tls": None}).site("onprem").tls is False

@@ -18,7 +18,7 @@ def test_builtin_backends_resolve():
     for name in ("local", "scheduler", "ssh", "kubernetes"):
         assert get_backend(name).name == name
     assert {"local", "scheduler", "ssh", "kubernetes"} <= set(known_backends())
-    with pytest.raises(UsageError, match="unknown backend 'sshh'.*did you mean 'ssh'"):
+    with pytest.raises(UsageError, match=r"unknown backend 'sshh'.*did you mean 'ssh'"):
         get_backend("sshh")
 
 

@@ -117,7 +117,7 @@ def test_no_allowed_worker_is_an_error_not_a_hang(hybrid_config, store):
         message = str(info.value)
         assert "pii" in message and "workers are on cloud" in message
         assert "sites allowed: local, onprem" in message
-        with pytest.raises(UsageError, match="no worker .* runs on site"):
+        with pytest.raises(UsageError, match=r"no worker .* runs on site"):
             c.pin(sites="onprem")
 
 
@@ -144,7 +144,7 @@ def test_worker_killed_mid_graph_result_is_unchanged(store):
                 break
             time.sleep(0.05)
         pids = c.client.run(os.getpid)
-        victim_addr, victim_pid = sorted(pids.items())[0]
+        victim_pid = sorted(pids.items())[0][1]
         os.kill(victim_pid, signal.SIGKILL)
         assert fut.result(timeout=120) == expected
         # the nanny brings the worker back: three workers again
