@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Reusable fixtures shipped with the package (network-namespace hosts, sshd).
+pytest_plugins = ["hybridnb.testing.pytest_plugin"]
+
 
 @pytest.fixture
 def hybridnb_home(tmp_path, monkeypatch):
