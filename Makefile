@@ -33,7 +33,7 @@ test: install
 demo: install
 	$(VENV)/bin/hybridnb doctor
 	$(VENV)/bin/hybridnb sites list
-	$(VENV)/bin/hybridnb config show
+	$(VENV)/bin/hybridnb demo
 
 bench: install
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .state import Record, StateStore, Status
 
@@ -20,7 +21,9 @@ logger = logging.getLogger(__name__)
 
 #: ``(kind, backend) -> "module:function"``; the function takes ``(record, store)`` and
 #: stops what the record describes. Modules add their own entries when they are written.
-STOPPERS: dict[tuple[str, str], str] = {}
+STOPPERS: dict[tuple[str, str], str] = {
+    ("cluster", "kubernetes"): "hybridnb.sites.kubernetes:KubernetesBackend.stop_record",
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,10 @@ def _stopper(record: Record) -> Callable[[Record, StateStore], None] | None:
     if target is None:
         return None
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def gc(store: StateStore | None = None, *, dry_run: bool = False,

@@ -101,3 +101,24 @@ def test_cli_cluster_up_list_connect_down(hybridnb_home, capsys):
     assert main(["cluster", "down", "cli-test"]) == 2
     assert main(["cluster", "up", "nowhere"]) == 2
     assert "unknown site 'nowhere'" in capsys.readouterr().err
+
+
+def test_gc_stops_a_detached_cluster_left_running(hybridnb_home, capsys):
+    import psutil
+
+    from hybridnb.cleanup import _stopper
+    from hybridnb.state import StateStore, Status
+
+    assert main(["cluster", "up", "local", "--workers", "1", "--name", "leftover"]) == 0
+    capsys.readouterr()
+    (rec,) = StateStore().list("cluster", active=True)
+    assert len(rec.pids) >= 2  # the keeper and the worker's nanny
+    assert main(["gc"]) == 0
+    assert f"stopped: {rec.id}" in capsys.readouterr().out
+    assert not any(p.alive() for p in rec.pids)
+    assert StateStore().get(rec.id).status is Status.stopped
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if "leftover" in " ".join(p.info["cmdline"] or [])]
+    # remote clusters are stopped by the backend that started them
+    k8s = rec.model_copy(update={"backend": "kubernetes"})
+    assert _stopper(k8s).__qualname__ == "KubernetesBackend.stop_record"
