@@ -13,9 +13,9 @@ so torch, dask and matplotlib load only when something needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._version import __version__
 
 # Public name -> "module:attribute". One table, so the lazy API is easy to read and test.
@@ -48,16 +48,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .state import StateStore
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        target = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'hybridnb' has no attribute {name!r}") from None
-    module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value  # resolve once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -10,7 +10,8 @@ import pytest
 MODULES = [
     "hybridnb", "hybridnb.errors", "hybridnb.config", "hybridnb.config.units",
     "hybridnb.config.layers", "hybridnb.config.problems", "hybridnb.config.backends",
-    "hybridnb.state", "hybridnb.cleanup",
+    "hybridnb.state", "hybridnb.cleanup", "hybridnb._lazy", "hybridnb.fileio",
+    "hybridnb.sites.tags", "hybridnb.sites.registry", "hybridnb.placement",
 ]
 
 

@@ -7,9 +7,10 @@ their paths travel in the remote command line, never the keys.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -30,11 +31,7 @@ def temporary(directory: str | Path | None = None) -> Security:
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     cert, key = d / "tls.crt", d / "tls.key"
     for path, text in ((cert, sec.tls_ca_file), (key, sec.tls_scheduler_key)):
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        tmp.replace(path)
+        atomic_write_text(path, text, mode=0o600)
     return from_files(cert, cert, key)
 
 

@@ -59,7 +59,8 @@ def resources_arg(resources: Mapping[str, float]) -> str:
     >>> resources_arg({"site-a": 1e6, "data-pii": 1e6})
     'site-a=1000000 data-pii=1000000'
     """
-    return " ".join(f"{k}={v:g}" for k, v in resources.items())
+    return " ".join(f"{k}={int(v) if float(v).is_integer() else v}"
+                    for k, v in resources.items())
 
 
 def requirements(classifications: Iterable[str]) -> dict[str, float]:
