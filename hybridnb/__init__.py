@@ -34,6 +34,9 @@ _LAZY = {
     "hybrid_cluster": "hybridnb.sites:hybrid_cluster",
     "connect": "hybridnb.sites:connect",
     "plan": "hybridnb.placement:plan",
+    "bundle": "hybridnb.serve:bundle",
+    "load_bundle": "hybridnb.serve:load_bundle",
+    "Bundle": "hybridnb.serve:Bundle",
     "ClusterHandle": "hybridnb.sites:ClusterHandle",
 }
 
@@ -44,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .config import ConfigError, Dataset, HybridConfig, Site, load_config
     from .errors import HybridnbError, OperationError, UsageError
     from .placement import plan
+    from .serve import Bundle, bundle, load_bundle
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
 

@@ -1,0 +1,103 @@
+"""``hybridnb serve`` (one bundle in the foreground) and ``hybridnb endpoints list|stop``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .common import print_json, table
+
+endpoints_app = typer.Typer(help="Endpoints you started: list and stop them.",
+                            no_args_is_help=True)
+
+
+def serve(bundle: Path = typer.Argument(..., help="The model bundle directory."),
+          host: str = typer.Option("127.0.0.1", "--host",
+                                   help="Address to bind; non-loopback needs a token."),
+          port: int = typer.Option(8080, "--port", "-p", help="Port; 0 picks a free one."),
+          token: str | None = typer.Option(
+              None, "--token", help="Bearer token (default: $HYBRIDNB_ENDPOINT_TOKEN)."),
+          max_batch_size: int | None = typer.Option(None, "--max-batch-size",
+                                                    help="Rows per model call."),
+          max_latency_ms: float | None = typer.Option(
+              None, "--max-latency-ms", help="How long a batch waits to fill."),
+          no_batching: bool = typer.Option(False, "--no-batching",
+                                           help="Run every request alone."),
+          max_in_flight: int | None = typer.Option(None, "--max-in-flight"),
+          max_queue: int | None = typer.Option(None, "--max-queue"),
+          timeout: float | None = typer.Option(None, "--timeout",
+                                               help="Per-request timeout in seconds."),
+          threads: int | None = typer.Option(None, "--threads", help="Torch threads.")
+          ) -> None:
+    """Serve a model bundle (Open Inference Protocol v2, KServe v1, /metrics) until Ctrl-C."""
+    import logging
+
+    from ..serve.bundle import load_bundle
+    from ..serve.server import run_server
+    from ..serve.settings import ServeSettings
+    from ..state import Kind, StateStore, Status
+
+    given: dict[str, Any] = {"max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
+             "max_in_flight": max_in_flight, "max_queue": max_queue,
+             "request_timeout_s": timeout, "threads": threads}
+    settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
+    if no_batching:
+        settings = settings.replace(batching=False)
+    loaded = load_bundle(bundle)  # a bad bundle is a usage error before anything starts
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    store = StateStore()
+    rec = store.add(Kind.endpoint, loaded.name, site="local", backend="local",
+                    pids=[os.getpid()], address=f"http://{host}:{port}",
+                    spec={"bundle": str(bundle.resolve()), "settings": settings.to_dict()},
+                    status=Status.running)
+    typer.echo(f"serving {loaded.name!r} on http://{host}:{port} (Ctrl-C stops)", err=True)
+    try:
+        run_server(bundle, host, port, settings=settings, token=token)
+    except BaseException as exc:
+        store.update(rec.id, status=Status.failed, error=str(exc) or type(exc).__name__)
+        raise
+    store.update(rec.id, status=Status.stopped, message="server exited")
+
+
+@endpoints_app.command("list")
+def list_(all_: bool = typer.Option(False, "--all", "-a", help="Include stopped ones."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List endpoints with their address and status."""
+    from ..state import Kind, StateStore
+
+    store = StateStore()
+    store.refresh()
+    records = store.list(Kind.endpoint, active=None if all_ else True)
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    if not records:
+        typer.echo("no endpoints")
+        return
+    table(None, ["id", "name", "status", "address", "bundle", "pids"],
+          [[r.id, r.name, r.status.value, r.address, r.spec.get("bundle"),
+            " ".join(str(p.pid) for p in r.pids)] for r in records])
+
+
+@endpoints_app.command("stop")
+def stop(name: str = typer.Argument(..., help="An endpoint's id or name."),
+         grace: float = typer.Option(30.0, "--grace",
+                                     help="Seconds to drain before killing.")) -> None:
+    """Stop an endpoint: drain (SIGTERM), then kill after the grace period."""
+    from ..cleanup import terminate
+    from ..errors import UsageError, did_you_mean
+    from ..state import Kind, StateStore, Status
+
+    store = StateStore()
+    active = store.list(Kind.endpoint, active=True)
+    matches = [r for r in active if name in (r.id, r.name)]
+    if not matches:
+        raise UsageError(f"no running endpoint {name!r}"
+                         + did_you_mean(name, [r.name for r in active]))
+    for rec in matches:
+        pids = terminate(rec, grace) if rec.local else []
+        store.update(rec.id, status=Status.stopped, message="stopped by 'endpoints stop'")
+        typer.echo(f"stopped {rec.id} ({rec.name})" + (f", pids {pids}" if pids else ""))

@@ -1,0 +1,52 @@
+"""Endpoints: model bundles, an Open Inference Protocol server, dynamic batching.
+
+Importing this package is cheap; the names below load their modules on first use
+(PEP 562), so torch and starlette load only when needed.
+
+>>> import hybridnb.serve
+>>> "bundle" in dir(hybridnb.serve)
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "bundle": "hybridnb.serve.bundle:bundle",
+    "load_bundle": "hybridnb.serve.bundle:load_bundle",
+    "Bundle": "hybridnb.serve.bundle:Bundle",
+    "BundleError": "hybridnb.serve.bundle:BundleError",
+    "TensorSpec": "hybridnb.serve.bundle:TensorSpec",
+    "ServeSettings": "hybridnb.serve.settings:ServeSettings",
+    "create_app": "hybridnb.serve.app:create_app",
+    "run_server": "hybridnb.serve.server:run_server",
+    "ServerThread": "hybridnb.serve.server:ServerThread",
+    "start_server": "hybridnb.serve.process:start_server",
+    "ServerProcess": "hybridnb.serve.process:ServerProcess",
+}
+
+__all__ = list(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .app import create_app  # noqa: F401
+    from .bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle  # noqa: F401
+    from .process import ServerProcess, start_server  # noqa: F401
+    from .server import ServerThread, run_server  # noqa: F401
+    from .settings import ServeSettings  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'hybridnb.serve' has no attribute {name!r}") from None
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,208 @@
+"""Run an endpoint app on uvicorn: in the foreground, or in a thread (tests, notebooks).
+
+The socket is bound here, before uvicorn starts, so ``port=0`` gives an ephemeral port
+that is known at once. On SIGTERM/SIGINT readiness turns 503 first, then uvicorn stops
+accepting, lets in-flight requests finish (up to ``drain_timeout_s``) and exits.
+
+Run as ``python -m hybridnb.serve.server BUNDLE --port 0 --ready-file F``: what
+:mod:`hybridnb.serve.process` starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .auth import resolve_token
+from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+logger = logging.getLogger(__name__)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port`` (``port=0``: an ephemeral one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say TCP,
+    # and without it Nagle + delayed ACKs add ~40 ms to every keep-alive response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
+                 ready_file: Path | None = None) -> uvicorn.Server:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                # uvicorn re-raises the signal after shutting down; after a graceful
+                # drain we exit normally instead, so callers can record a clean stop.
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.state.serving.begin_drain()
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if ready_file is not None and self.started and sockets:
+                host, port = sockets[0].getsockname()[:2]
+                tmp = ready_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port}))
+                tmp.replace(ready_file)  # the reader never sees half a file
+
+    config = uvicorn.Config(app, log_config=log_config, access_log=False,
+                            timeout_graceful_shutdown=int(max(1, drain_timeout_s)),
+                            lifespan="on", server_header=False)
+    return Server(config)
+
+
+def run_server(bundle_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
+               *, settings: ServeSettings | None = None, token: str | None = None,
+               ready_file: str | os.PathLike[str] | None = None) -> None:
+    """Serve a bundle in the foreground until SIGTERM/SIGINT (what ``hybridnb serve`` runs).
+
+    Parameters
+    ----------
+    bundle_path:
+        The bundle directory.
+    host, port:
+        Where to listen; ``port=0`` picks a free port (logged, and written to
+        ``ready_file``).
+    settings:
+        Limits and batching; ``token`` (or ``$HYBRIDNB_ENDPOINT_TOKEN``) overrides its
+        token. Without a token only a loopback ``host`` is allowed.
+    ready_file:
+        Written (``{"pid", "host", "port"}``) once the server accepts connections.
+    """
+    from .app import create_app
+    from .bundle import load_bundle
+
+    settings = settings or ServeSettings()
+    settings = settings.replace(token=resolve_token(token or settings.token, host))
+    if settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    app = create_app(load_bundle(bundle_path), settings)
+    sock = bind(host, port)
+    bound = sock.getsockname()
+    logger.info("listening on http://%s:%d (auth %s)", host, bound[1],
+                "on" if settings.token else "off")
+    server = _make_server(app, log_config=None, drain_timeout_s=settings.drain_timeout_s,
+                          ready_file=Path(ready_file) if ready_file else None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+class ServerThread:
+    """An endpoint app on uvicorn in a background thread, on an ephemeral loopback port.
+
+    For tests and notebooks: the real server, in this process.
+
+    >>> import tempfile, torch, httpx
+    >>> from hybridnb.serve.bundle import bundle
+    >>> b = bundle(torch.nn.Linear(2, 1), torch.zeros(1, 2), tempfile.mkdtemp() + "/m")
+    >>> from hybridnb.serve.app import create_app
+    >>> with ServerThread(create_app(b)) as srv:
+    ...     httpx.get(srv.url + "/v2/health/ready").status_code
+    200
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *,
+                 drain_timeout_s: float = 5.0):
+        self.app = app
+        self.sock = bind(host, port)
+        self.host = host
+        self.port = int(self.sock.getsockname()[1])
+        self.server = _make_server(app, log_config=None, drain_timeout_s=drain_timeout_s)
+        self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}",
+                                        daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as exc:  # SystemExit on a failed startup, too
+            self._error = exc
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        """Start and wait until the server accepts connections."""
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not start: {self._error!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain and stop: readiness off, in-flight requests finish, thread ends."""
+        if self._thread.is_alive():
+            self.app.state.serving.begin_drain()
+            self.server.should_exit = True
+            self._thread.join(timeout)
+        self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ServerThread({self.url}, {'running' if self._thread.is_alive() else 'stopped'})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m hybridnb.serve.server``."""
+    parser = argparse.ArgumentParser(prog="python -m hybridnb.serve.server")
+    parser.add_argument("bundle")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ready-file")
+    parser.add_argument("--settings", default="{}", help="ServeSettings as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
+                        "%(message)s", stream=sys.stderr)
+    settings = ServeSettings.from_dict(json.loads(args.settings))
+    run_server(args.bundle, args.host, args.port, settings=settings, ready_file=args.ready_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

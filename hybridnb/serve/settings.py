@@ -1,0 +1,87 @@
+"""How one endpoint server behaves under load: the one place its defaults live."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Batching, admission, limits and auth of one server.
+
+    Parameters
+    ----------
+    max_batch_size:
+        Rows per model call. A request's own batch counts; a request with more rows is
+        refused with 413.
+    max_latency_ms:
+        How long the first request of a batch waits for company. ``0`` takes only what
+        is already queued.
+    batching:
+        ``False`` runs every request alone (still in the one model thread).
+    max_in_flight:
+        Requests in the model call that is running (a batch holds at most this many).
+    max_queue:
+        Admitted requests waiting for the model. Beyond ``max_in_flight + max_queue``
+        requests are refused at once with 503 and ``Retry-After``.
+    request_timeout_s:
+        A request still waiting after this long gets 504 and frees its slot.
+    max_body_bytes:
+        Larger request bodies get 413.
+    token:
+        Bearer token for inference and metadata routes; ``None`` reads
+        ``$HYBRIDNB_ENDPOINT_TOKEN``. Required when bound to a non-loopback address.
+    threads:
+        ``torch.set_num_threads`` for the model thread (``None``: leave torch's choice).
+    drain_timeout_s:
+        On SIGTERM, how long in-flight requests may take before the server exits.
+
+    >>> ServeSettings(max_batch_size=8).replace(batching=False).batching
+    False
+    """
+
+    max_batch_size: int = 64
+    max_latency_ms: float = 2.0
+    batching: bool = True
+    max_in_flight: int = 64
+    max_queue: int = 256
+    request_timeout_s: float = 30.0
+    max_body_bytes: int = 8 << 20
+    token: str | None = None
+    retry_after_s: int = 1
+    threads: int | None = None
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_in_flight", "max_body_bytes", "retry_after_s"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in ("max_latency_ms", "max_queue", "request_timeout_s", "drain_timeout_s"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be at least 1, got {self.threads!r}")
+
+    def replace(self, **changes: Any) -> ServeSettings:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
+
+    def to_dict(self, *, secrets: bool = False) -> dict[str, Any]:
+        """The settings as plain values; the token is left out unless ``secrets``."""
+        data = asdict(self)
+        if not secrets:
+            data.pop("token")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServeSettings:
+        """Settings from plain values; unknown keys are a :class:`UsageError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown serve setting(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**data)
