@@ -11,7 +11,7 @@ MODULES = [
     "hybridnb", "hybridnb.errors", "hybridnb.config", "hybridnb.config.units",
     "hybridnb.config.layers", "hybridnb.config.problems", "hybridnb.config.backends",
     "hybridnb.state", "hybridnb.cleanup", "hybridnb._lazy", "hybridnb.fileio",
-    "hybridnb.sites.tags", "hybridnb.sites.registry", "hybridnb.placement",
+    "hybridnb.config.tags", "hybridnb.sites.registry", "hybridnb.placement",
 ]
 
 

@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
+from ..config.tags import data_resource, site_resource, worker_resources
 from .base import Backend, Started
 from .factory import acluster, backend_for, cluster, connect, hybrid_cluster
 from .handle import ClusterHandle, WorkerInfo
 from .registry import get_backend, known_backends, register_backend
-from .tags import data_resource, site_resource, worker_resources
 
 __all__ = [
     "Backend", "ClusterHandle", "Started", "WorkerInfo", "acluster", "backend_for", "cluster",

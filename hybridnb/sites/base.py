@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..config.tags import worker_resources
 from ..errors import UsageError
 from . import security as tls
-from .tags import worker_resources
 
 if TYPE_CHECKING:
     from distributed.security import Security

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..config.tags import requirements, site_of, site_resource
 from ..config.units import format_bytes
 from ..errors import OperationError, UsageError
 from ..state import Kind, Status
 from . import security as tls
-from .tags import requirements, site_of, site_resource
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -55,6 +55,14 @@ class KubernetesBackend(Backend):
               memory_limit: str | float | None, security: Any) -> Started:
         # TLS on Kubernetes comes from a Secret mounted by the manifest, not from here.
         opts = self.options
+        if self.site.tls:
+            # The manifest mounts certificates from a Secret, but dask-kubernetes connects
+            # with tcp:// only; creating the Secret and a TLS client is not built yet.
+            raise UsageError(
+                f"site '{self.site.name}' requires TLS, and live TLS Kubernetes clusters are "
+                "not supported yet: render the manifest (hybridnb.k8s.dask_cluster_manifest) "
+                f"and apply it with its Secret, or set sites.{self.site.name}.tls: false "
+                "inside a trusted network")
         if kube_context(opts.context if opts else None) is None:
             want = f"context '{opts.context}'" if opts and opts.context else "a context"
             raise UsageError(

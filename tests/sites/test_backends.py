@@ -58,10 +58,15 @@ def test_kubernetes_site_without_context_is_a_clear_error(hybridnb_home, monkeyp
     monkeypatch.setenv("KUBECONFIG", str(hybridnb_home / "no-kubeconfig"))
     config = load_config(overrides={"sites": {"gke": {
         "tier": "public", "backend": "kubernetes", "kubernetes": {"namespace": "ml"},
-        "capacity": {"cpu": 64, "memory": "256GiB"}}}})
+        "tls": False, "capacity": {"cpu": 64, "memory": "256GiB"}}}})
     with pytest.raises(UsageError) as info:
         hybridnb.cluster("gke", config=config, store=store)
     assert "site 'gke'" in str(info.value) and "KUBECONFIG" in str(info.value)
+    tls_config = load_config(overrides={"sites": {"gke": {
+        "tier": "public", "backend": "kubernetes",
+        "capacity": {"cpu": 64, "memory": "256GiB"}}}})
+    with pytest.raises(UsageError, match=r"requires TLS.*not supported yet"):
+        hybridnb.cluster("gke", config=tls_config, store=store)
     assert store.list() == []
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ..config import Site
+from .models import Site
 
 #: Units of each tag resource a worker gets: large enough never to limit concurrency,
 #: which stays bounded by the worker's threads.
