@@ -34,6 +34,10 @@ _LAZY = {
     "hybrid_cluster": "hybridnb.sites:hybrid_cluster",
     "connect": "hybridnb.sites:connect",
     "plan": "hybridnb.placement:plan",
+    "record": "hybridnb.notebooks.records:record",
+    "secret": "hybridnb.notebooks.secrets:secret",
+    "run_notebook": "hybridnb.notebooks.runner:run_notebook",
+    "sweep": "hybridnb.notebooks.sweep:sweep",
     "bundle": "hybridnb.serve:bundle",
     "load_bundle": "hybridnb.serve:load_bundle",
     "Bundle": "hybridnb.serve:Bundle",
@@ -46,6 +50,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cleanup import gc
     from .config import ConfigError, Dataset, HybridConfig, Site, load_config
     from .errors import HybridnbError, OperationError, UsageError
+    from .notebooks.records import record
+    from .notebooks.runner import run_notebook
+    from .notebooks.secrets import secret
+    from .notebooks.sweep import sweep
     from .placement import plan
     from .serve import Bundle, bundle, load_bundle
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster

@@ -12,6 +12,8 @@ MODULES = [
     "hybridnb.config.layers", "hybridnb.config.problems", "hybridnb.config.backends",
     "hybridnb.state", "hybridnb.cleanup", "hybridnb._lazy", "hybridnb.fileio",
     "hybridnb.config.tags", "hybridnb.sites.registry", "hybridnb.placement",
+    "hybridnb.notebooks.secrets", "hybridnb.notebooks.records", "hybridnb.notebooks.sweep",
+    "hybridnb.cli.notebooks",
 ]
 
 

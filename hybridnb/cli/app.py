@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from .. import __version__
-from . import cluster, config_cmd, demo, doctor, plan, ps, serve, sites, worker
+from . import cluster, config_cmd, demo, doctor, notebooks, plan, ps, serve, sites, worker
 from .common import Options, parse_sets
 
 app = typer.Typer(
@@ -54,6 +54,8 @@ app.command("worker")(worker.worker)
 app.command("doctor")(doctor.doctor)
 app.command("plan")(plan.plan)
 app.command("demo")(demo.demo)
+app.command("run", context_settings=notebooks.PASS_THROUGH)(notebooks.run)
+app.command("sweep", context_settings=notebooks.PASS_THROUGH)(notebooks.sweep)
 app.command("serve")(serve.serve)
 app.add_typer(serve.endpoints_app, name="endpoints")
 app.command("ps")(ps.ps)

@@ -1,0 +1,223 @@
+"""Run a notebook headless with papermill: checked parameters, recorded, clear outcomes.
+
+Outcomes and the CLI's exit codes: ``succeeded`` 0, bad input 2, ``failed`` (a cell
+raised) 3, ``timeout`` (a cell ran past ``timeout``) 4, ``dead_kernel`` 5. The output
+notebook is kept in every case; papermill marks the cell where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError, did_you_mean
+from .records import ENV as RECORD_ENV
+from .records import read_records
+from .secrets import refuse_secret_parameters
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(str, Enum):
+    """How a notebook run ended."""
+
+    succeeded = "succeeded"
+    failed = "failed"
+    timeout = "timeout"
+    dead_kernel = "dead_kernel"
+
+
+EXIT_CODES = {Outcome.succeeded: 0, Outcome.failed: 3, Outcome.timeout: 4,
+              Outcome.dead_kernel: 5}
+
+# papermill's inferred type names -> Python types a value may have.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+    "list": (list, tuple), "dict": (dict,),
+}
+
+
+@dataclass
+class NotebookRun:
+    """The result of one headless run."""
+
+    input: Path
+    output: Path
+    parameters: dict[str, Any]
+    outcome: Outcome
+    seconds: float
+    records: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    failed_cell: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    report: Path | None = None
+    record_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.succeeded
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    def __repr__(self) -> str:
+        where = f", failed at cell {self.failed_cell}" if self.failed_cell is not None else ""
+        return (f"<NotebookRun {self.input.name} → {self.output.name}: {self.outcome.value} "
+                f"in {self.seconds:.1f}s{where}, {len(self.records)} record(s)>")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
+                       for k, v in self.records.items())
+        err = f"<p style='color:#b00'>{escape(self.error)}</p>" if self.error else ""
+        return (f"<p><b>{escape(self.input.name)}</b> → {escape(str(self.output))}: "
+                f"{self.outcome.value} in {self.seconds:.1f} s</p>{err}"
+                f"<table><tr><th>record</th><th>value</th></tr>{rows}</table>")
+
+
+def check_parameters(notebook: Path, parameters: dict[str, Any]) -> list[str]:
+    """Validate ``parameters`` against the notebook's ``parameters`` cell.
+
+    Returns warnings (undeclared names, listing the declared ones); raises UsageError for
+    secret-looking names and for values of the wrong type.
+    """
+    from papermill.inspection import inspect_notebook
+
+    refuse_secret_parameters(list(parameters))
+    declared = inspect_notebook(str(notebook))
+    warnings = []
+    for name, value in parameters.items():
+        spec = declared.get(name)
+        if spec is None:
+            listed = ", ".join(declared) or "none (no cell tagged 'parameters')"
+            warnings.append(f"parameter {name!r} is not declared in {notebook.name}"
+                            f"{did_you_mean(name, declared)}; declared: {listed}")
+            continue
+        kind = _declared_type(spec)
+        allowed = _TYPES.get(kind)
+        if allowed and value is not None and not _matches(value, allowed):
+            raise UsageError(f"parameter {name!r} of {notebook.name} is declared {kind} "
+                             f"(default {spec.get('default')}) but got "
+                             f"{type(value).__name__} {value!r}")
+    return warnings
+
+
+def _declared_type(spec: dict[str, Any]) -> str:
+    """The parameter's type: its annotation, else the type of its literal default."""
+    import ast
+
+    kind = str(spec.get("inferred_type_name") or "None")
+    if kind != "None":
+        return kind
+    try:
+        return type(ast.literal_eval(str(spec.get("default")))).__name__
+    except (ValueError, SyntaxError):
+        return "None"  # an expression: any value goes
+
+
+def _matches(value: Any, allowed: tuple[type, ...]) -> bool:
+    # bool is an int to Python, but not to someone who declared ``epochs = 10``.
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, allowed)
+
+
+def default_output(notebook: Path) -> Path:
+    return notebook.with_name(f"{notebook.stem}.output.ipynb")
+
+
+def run_notebook(notebook: str | Path, output: str | Path | None = None,
+                 parameters: dict[str, Any] | None = None, *, timeout: float | None = None,
+                 kernel_name: str | None = None, cwd: str | Path | None = None,
+                 report: bool = False, record: bool = True, store: Any = None,
+                 site: str = "local") -> NotebookRun:
+    """Execute ``notebook`` with papermill and return what happened.
+
+    Parameters
+    ----------
+    timeout:
+        Seconds any one cell may run (``None``: no limit).
+    report:
+        Also write an HTML report (figures inlined) next to the output notebook.
+    record:
+        Record the run in the state store (``hybridnb ps``).
+
+    Examples
+    --------
+    >>> run = run_notebook("notebooks/01_sites_and_placement.ipynb",  # doctest: +SKIP
+    ...                    parameters={"cpu": 4})
+    >>> run.outcome, run.records                                       # doctest: +SKIP
+    """
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from ..state import Kind, StateStore, Status
+
+    src = Path(notebook)
+    if not src.is_file():
+        raise UsageError(f"notebook not found: {src}")
+    if src.suffix != ".ipynb":
+        raise UsageError(f"{src} is not a notebook (.ipynb)")
+    params = dict(parameters or {})
+    warnings = check_parameters(src, params)
+    for w in warnings:
+        logger.warning(w)
+    out = Path(output) if output is not None else default_output(src)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    st = (store or StateStore()) if record else None
+    rec = st.add(Kind.notebook, src.name, site=site, pids=[os.getpid()],
+                 spec={"input": str(src), "output": str(out), "parameters": params},
+                 status=Status.running) if st else None
+    fd, record_file = tempfile.mkstemp(prefix="hybridnb-records-", suffix=".jsonl")
+    os.close(fd)
+    previous = os.environ.get(RECORD_ENV)
+    os.environ[RECORD_ENV] = record_file  # the kernel inherits this process's environment
+    start = time.perf_counter()
+    outcome, error, failed_cell = Outcome.succeeded, None, None
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name,
+                            progress_bar=False, log_output=False,
+                            cwd=str(cwd) if cwd else None, execution_timeout=timeout)
+    except pm.PapermillExecutionError as exc:
+        outcome, failed_cell = Outcome.failed, exc.exec_count
+        error = f"{exc.ename}: {exc.evalue}"
+        if exc.ename == "DeadKernelError":
+            outcome = Outcome.dead_kernel
+    except CellTimeoutError as exc:
+        outcome, error = Outcome.timeout, f"a cell ran past {timeout:g} s: {exc}"
+    except DeadKernelError as exc:
+        outcome, error = Outcome.dead_kernel, f"the kernel died: {exc}"
+    finally:
+        seconds = time.perf_counter() - start
+        if previous is None:
+            os.environ.pop(RECORD_ENV, None)
+        else:
+            os.environ[RECORD_ENV] = previous
+        records = read_records(record_file)
+        os.unlink(record_file)
+    report_path = write_report(out) if report and out.exists() else None
+    if st and rec:
+        st.update(rec.id, status=Status.succeeded if outcome is Outcome.succeeded
+                  else Status.failed, error=error, message=outcome.value)
+    return NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
+                       warnings, report_path, rec.id if rec else None)
+
+
+def write_report(notebook: Path) -> Path:
+    """An HTML report of an executed notebook, figures inlined, input prompts hidden."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from ..fileio import atomic_write_text
+
+    nb = nbformat.read(notebook, as_version=4)
+    exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    return atomic_write_text(notebook.with_suffix(".html"), body)

@@ -1,0 +1,111 @@
+"""hybridnb run: papermill execution, outcomes, exit codes, records, secrets, reports."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import psutil
+import pytest
+
+from hybridnb.cli import main
+from hybridnb.errors import UsageError
+from hybridnb.notebooks.runner import run_notebook
+from hybridnb.state import StateStore
+
+from .conftest import make_notebook
+
+
+def kernels_alive():
+    return [p for p in psutil.Process().children(recursive=True)
+            if "ipykernel" in " ".join(p.cmdline())]
+
+
+def test_run_succeeds_with_records_and_state(notebook):
+    run = run_notebook(notebook, parameters={"lr": 0.5, "batch": 4}, timeout=60)
+    assert run.ok and run.exit_code == 0
+    assert run.records == {"score": 2.0}
+    out = nbformat.read(run.output, as_version=4)
+    assert any("score 2.0" in "".join(o.get("text", "") for o in c.get("outputs", []))
+               for c in out.cells)
+    (rec,) = StateStore().list("notebook")
+    assert rec.status.value == "succeeded" and rec.spec["parameters"] == {"lr": 0.5, "batch": 4}
+    assert "succeeded" in repr(run) and "<table>" in run._repr_html_()
+    assert kernels_alive() == []
+
+
+def test_failing_cell_keeps_partial_output(notebook, capsys):
+    code = main(["run", str(notebook), "-p", "fail", "true", "-p", "lr", "0.3"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "ValueError: bad lr 0.3" in err and "at cell" in err
+    out = nbformat.read(notebook.with_name("train.output.ipynb"), as_version=4)
+    text = json.dumps(out)
+    assert "An Exception was encountered" in text  # papermill's banner says where
+    assert StateStore().list("notebook")[0].status.value == "failed"
+
+
+def test_timeout_and_dead_kernel_have_distinct_codes(notebook, capsys):
+    assert main(["run", str(notebook), "-p", "sleep", "30.0", "--timeout", "2"]) == 4
+    assert "ran past 2 s" in capsys.readouterr().err
+    assert main(["run", str(notebook), "-p", "die", "true", "--timeout", "60"]) == 5
+    assert "died" in capsys.readouterr().err.lower()
+    assert kernels_alive() == []
+
+
+def test_bad_input(notebook, hybridnb_home, capsys):
+    assert main(["run", str(hybridnb_home / "missing.ipynb")]) == 2
+    assert "notebook not found" in capsys.readouterr().err
+    assert main(["run", str(notebook), "-p", "lr", "fast"]) == 2
+    assert "declared float" in capsys.readouterr().err
+    assert main(["run", str(notebook), "-p", "batch", "true"]) == 2
+    with pytest.raises(UsageError, match="look like secrets"):
+        run_notebook(notebook, parameters={"api_token": "abc"})
+
+
+def test_undeclared_parameter_warns_listing_declared(notebook, capsys):
+    assert main(["run", str(notebook), "-p", "lrr", "0.2"]) == 0
+    err = capsys.readouterr().err
+    assert "'lrr' is not declared" in err and "did you mean 'lr'" in err
+    assert "declared: lr, batch, fail, sleep, die" in err
+
+
+def test_parameters_file_and_report(notebook, hybridnb_home, capsys):
+    params = hybridnb_home / "p.yaml"
+    params.write_text("lr: 2\nbatch: 3\n")
+    out = hybridnb_home / "out" / "result.ipynb"
+    assert main(["run", str(notebook), str(out), "-f", str(params), "--report"]) == 0
+    text = capsys.readouterr().out
+    assert "score = 6" in text
+    html = out.with_suffix(".html").read_text()
+    assert "<html" in html and "score 6" in html
+
+
+def test_secret_never_reaches_the_output(hybridnb_home, monkeypatch):
+    value = "s3cr3t-value-9f8e7d"
+    monkeypatch.setenv("HYBRIDNB_SECRET_API_TOKEN", value)
+    nb = make_notebook(hybridnb_home / "work" / "s.ipynb", "n = 1",
+                       "import hybridnb\ntok = hybridnb.secret('api_token')\nprint(tok)\ntok",
+                       "print(len(tok.reveal()))")
+    run = run_notebook(nb, parameters={"n": 2}, report=True)
+    assert run.ok
+    for path in (run.output, run.report):
+        assert value not in path.read_text()
+    assert "Secret('api_token', ***)" in run.output.read_text()
+    (rec,) = StateStore().list("notebook")
+    assert value not in json.dumps(rec.model_dump(mode="json"))
+
+
+def test_secrets_file_must_be_private(hybridnb_home):
+    from hybridnb.notebooks.secrets import secret, secrets_file
+
+    path = secrets_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("db_password: pw123\n")
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        secret("db_password")
+    path.chmod(0o600)
+    assert secret("db_password").reveal() == "pw123"
+    with pytest.raises(UsageError, match="no secret 'nope'"):
+        secret("nope")
