@@ -34,6 +34,12 @@ _LAZY = {
     "hybrid_cluster": "hybridnb.sites:hybrid_cluster",
     "connect": "hybridnb.sites:connect",
     "plan": "hybridnb.placement:plan",
+    "load_dataset": "hybridnb.data:load",
+    "Pipeline": "hybridnb.data:Pipeline",
+    "ShardLoader": "hybridnb.data:ShardLoader",
+    "fit": "hybridnb.train.launch:fit",
+    "TrainSpec": "hybridnb.train.spec:TrainSpec",
+    "TrainResult": "hybridnb.train.result:TrainResult",
     "record": "hybridnb.notebooks.records:record",
     "secret": "hybridnb.notebooks.secrets:secret",
     "run_notebook": "hybridnb.notebooks.runner:run_notebook",
@@ -49,6 +55,8 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cleanup import gc
     from .config import ConfigError, Dataset, HybridConfig, Site, load_config
+    from .data import Pipeline, ShardLoader
+    from .data import load as load_dataset
     from .errors import HybridnbError, OperationError, UsageError
     from .notebooks.records import record
     from .notebooks.runner import run_notebook
@@ -58,6 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .serve import Bundle, bundle, load_bundle
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
+    from .train.launch import fit
+    from .train.result import TrainResult
+    from .train.spec import TrainSpec
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -11,7 +11,20 @@ from pathlib import Path
 import typer
 
 from .. import __version__
-from . import cluster, config_cmd, demo, doctor, notebooks, plan, ps, serve, sites, worker
+from . import (
+    cluster,
+    config_cmd,
+    data,
+    demo,
+    doctor,
+    notebooks,
+    plan,
+    ps,
+    serve,
+    sites,
+    train,
+    worker,
+)
 from .common import Options, parse_sets
 
 app = typer.Typer(
@@ -50,6 +63,8 @@ def root(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(sites.app, name="sites")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(data.app, name="data")
+app.command("train")(train.train)
 app.command("worker")(worker.worker)
 app.command("doctor")(doctor.doctor)
 app.command("plan")(plan.plan)

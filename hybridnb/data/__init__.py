@@ -1,0 +1,94 @@
+"""Datasets and preprocessing pipelines on Dask, from a laptop to a hybrid cluster.
+
+Importing this package is cheap: names resolve on first use (PEP 562), so Dask, pandas
+and torch load only when a dataset, pipeline or loader is built.
+
+>>> from hybridnb import data
+>>> ds = data.load("digits")
+>>> ds.classification
+'public'
+>>> p = data.Pipeline([{"standard_scale": {}}, {"split": {"seed": 0}}], name="digits")
+>>> p
+Pipeline('digits': standard_scale → split)
+"""
+
+# The TYPE_CHECKING imports below are for type checkers only; _LAZY is the API.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "DaskDataset": "hybridnb.data.dataset:DaskDataset",
+    "SPLITS": "hybridnb.data.dataset:SPLITS",
+    "load": "hybridnb.data.datasets:load",
+    "digits": "hybridnb.data.datasets:digits",
+    "synthetic_images": "hybridnb.data.datasets:synthetic_images",
+    "synthetic_table": "hybridnb.data.datasets:synthetic_table",
+    "write_synthetic_parquet": "hybridnb.data.datasets:write_synthetic_parquet",
+    "read_parquet": "hybridnb.data.readers:read_parquet",
+    "read_csv": "hybridnb.data.readers:read_csv",
+    "read_npy": "hybridnb.data.readers:read_npy",
+    "read_zarr": "hybridnb.data.readers:read_zarr",
+    "read_images": "hybridnb.data.readers:read_images",
+    "Step": "hybridnb.data.steps:Step",
+    "DropMissing": "hybridnb.data.steps:DropMissing",
+    "FillMissing": "hybridnb.data.steps:FillMissing",
+    "Deduplicate": "hybridnb.data.steps:Deduplicate",
+    "ClipOutliers": "hybridnb.data.steps:ClipOutliers",
+    "CheckSchema": "hybridnb.data.steps:CheckSchema",
+    "FunctionStep": "hybridnb.data.steps:FunctionStep",
+    "register_step": "hybridnb.data.steps:register_step",
+    "known_steps": "hybridnb.data.steps:known_steps",
+    "MinMaxScale": "hybridnb.data.transforms:MinMaxScale",
+    "StandardScale": "hybridnb.data.transforms:StandardScale",
+    "Split": "hybridnb.data.transforms:Split",
+    "Augment": "hybridnb.data.transforms:Augment",
+    "TableNoise": "hybridnb.data.transforms:TableNoise",
+    "transform": "hybridnb.data.transforms:transform",
+    "Pipeline": "hybridnb.data.pipeline:Pipeline",
+    "PipelineResult": "hybridnb.data.pipeline:PipelineResult",
+    "load_pipeline": "hybridnb.data.pipeline:load_pipeline",
+    "read_manifest": "hybridnb.data.shards:read_manifest",
+    "verify": "hybridnb.data.shards:verify",
+    "ShardLoader": "hybridnb.data.loader:ShardLoader",
+    "RunSummary": "hybridnb.data.summary:RunSummary",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .dataset import SPLITS, DaskDataset
+    from .datasets import digits, load, synthetic_images, synthetic_table, write_synthetic_parquet
+    from .loader import ShardLoader
+    from .pipeline import Pipeline, PipelineResult, load_pipeline
+    from .readers import read_csv, read_images, read_npy, read_parquet, read_zarr
+    from .shards import read_manifest, verify
+    from .steps import (
+        CheckSchema,
+        ClipOutliers,
+        Deduplicate,
+        DropMissing,
+        FillMissing,
+        FunctionStep,
+        Step,
+        known_steps,
+        register_step,
+    )
+    from .summary import RunSummary
+    from .transforms import Augment, MinMaxScale, Split, StandardScale, TableNoise, transform
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'hybridnb.data' has no attribute {name!r}") from None
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,464 @@
+"""Pipeline steps: the base class, the registry, cleaning steps and plain-function steps.
+
+A step is a small frozen dataclass: its fields are its parameters (hashed into cache
+keys and recorded in the manifest). It may :meth:`Step.fit` statistics in one
+distributed pass, then :meth:`Step.apply` returns a new lazy dataset. Steps never
+compute in ``apply``: the pipeline streams all of them in a single final pass.
+
+A user step is a plain function: for tables it takes and returns a pandas DataFrame
+(one partition), for tensors it takes and returns a NumPy block of samples.
+
+>>> from hybridnb.data.steps import make_step
+>>> make_step("drop_missing", {"how": "all"})
+DropMissing(columns=None, how='all')
+>>> make_step("drop_missing", {"hwo": "all"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+hybridnb.errors.UsageError: step 'drop_missing': unknown parameter 'hwo' (did you mean 'how'?)...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import UsageError, did_you_mean
+from .dataset import DROPPED, SPLIT_COLUMN, DaskDataset, fingerprint
+
+logger = logging.getLogger(__name__)
+
+#: Computes dask objects in one pass where the data may be processed; returns values.
+Compute = Callable[..., tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may need to know about where it runs."""
+
+    shuffle_method: str = "tasks"  # "p2p" on a distributed cluster: disk-backed, bounded memory
+
+
+@dataclass(frozen=True)
+class Step:
+    """Base class of pipeline steps.
+
+    Subclasses are frozen dataclasses whose fields are the parameters, set ``name``
+    (the YAML key) and ``kinds`` (``"table"``, ``"tensor"``), and implement
+    :meth:`apply`; steps with statistics set ``fits = True`` and implement :meth:`fit`.
+    """
+
+    name: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ("table", "tensor")
+    fits: ClassVar[bool] = False
+    #: Whether the number of samples can change (the summary counts rows after it).
+    changes_rows: ClassVar[bool] = False
+
+    def params(self) -> dict[str, Any]:
+        """The parameters, as plain values (cache keys, manifest, YAML)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def token(self) -> str:
+        """What identifies this step's behaviour (its name, version and parameters)."""
+        return fingerprint(self.name, type(self).__qualname__, self.params())
+
+    def check(self, ds: DaskDataset) -> None:
+        """Raise a clear error when this step cannot apply to ``ds`` (before any work)."""
+        if ds.kind not in self.kinds:
+            raise UsageError(f"step '{self.name}' works on {' and '.join(self.kinds)} "
+                             f"datasets; {ds.name!r} is a {ds.kind} dataset")
+
+    def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
+        """Statistics this step needs, computed in one distributed pass."""
+        return {}
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        raise NotImplementedError
+
+    def _columns(self, ds: DaskDataset, columns: Sequence[str] | None,
+                 default: Sequence[str] | None = None) -> list[str]:
+        cols = list(columns) if columns is not None else list(
+            default if default is not None else ds.feature_columns)
+        for c in cols:
+            if c not in ds.columns:
+                raise UsageError(f"step '{self.name}': column '{c}'"
+                                 f"{did_you_mean(c, ds.columns)} is not in dataset "
+                                 f"{ds.name!r}; columns: {', '.join(ds.columns)}")
+        return cols
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def require_values(step: str, stats: Mapping[str, Any], counts: Mapping[str, Any]) -> None:
+    """An all-NaN column cannot be scaled or filled: say which, and in which step."""
+    for col, n in counts.items():
+        if int(n) == 0:
+            raise UsageError(f"step '{step}': column '{col}' has no values (all NaN); drop "
+                             "the column or fill it with a constant first")
+
+
+# -- cleaning -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DropMissing(Step):
+    """Drop samples with missing values (``how="any"``) or only missing (``"all"``).
+
+    >>> DropMissing(columns=["age"]).params()
+    {'columns': ['age'], 'how': 'any'}
+    """
+
+    name: ClassVar[str] = "drop_missing"
+    changes_rows: ClassVar[bool] = True
+    columns: list[str] | None = None
+    how: str = "any"
+
+    def __post_init__(self) -> None:
+        if self.how not in ("any", "all"):
+            raise UsageError(f"step 'drop_missing': how={self.how!r}; use 'any' or 'all'")
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        if ds.kind == "table":
+            cols = self._columns(ds, self.columns, ds.columns)
+            return ds.evolve(frame=ds.frame.dropna(subset=cols, how=self.how))
+        import dask.array as da
+        import numpy as np
+
+        axes = tuple(range(1, ds.x.ndim))
+        nan = da.isnan(ds.x)
+        bad = (nan.any(axis=axes) if self.how == "any" else nan.all(axis=axes)) if axes else nan
+        base = ds.mask if ds.mask is not None else da.full(ds.x.shape[0], 3, dtype=np.int8,
+                                                           chunks=(ds.x.chunks[0],))
+        return ds.evolve(mask=da.where(bad, np.int8(DROPPED), base).astype(np.int8))
+
+
+@dataclass(frozen=True)
+class FillMissing(Step):
+    """Fill missing values with a ``constant`` or each column's ``mean`` (fit in one pass).
+
+    >>> FillMissing(strategy="constant", value=0.0).fits
+    True
+    """
+
+    name: ClassVar[str] = "fill_missing"
+    fits: ClassVar[bool] = True
+    strategy: str = "mean"
+    value: float | None = None
+    columns: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("mean", "constant"):
+            raise UsageError(f"step 'fill_missing': strategy={self.strategy!r}; use 'mean' "
+                             "or 'constant'")
+        if self.strategy == "constant" and self.value is None:
+            raise UsageError("step 'fill_missing': strategy 'constant' needs value=")
+
+    def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
+        if self.strategy == "constant":
+            return {"fill": ({c: self.value for c in self._columns(ds, self.columns)}
+                             if ds.kind == "table" else self.value)}
+        if ds.kind == "table":
+            cols = self._columns(ds, self.columns)
+            means, counts = compute(ds.frame[cols].mean(), ds.frame[cols].count())
+            require_values(self.name, means, dict(counts.items()))
+            return {"fill": {c: float(means[c]) for c in cols}}
+        import dask.array as da
+
+        mean, count = compute(da.nanmean(ds.x), (~da.isnan(ds.x)).sum())
+        require_values(self.name, {}, {"x": count})
+        return {"fill": float(mean)}
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        if ds.kind == "table":
+            return ds.evolve(frame=ds.frame.fillna(stats["fill"]))
+        import dask.array as da
+
+        return ds.evolve(x=da.where(da.isnan(ds.x), ds.x.dtype.type(stats["fill"]), ds.x))
+
+
+@dataclass(frozen=True)
+class Deduplicate(Step):
+    """Drop repeated rows (of ``columns``, default all); a P2P shuffle on a cluster.
+
+    >>> Deduplicate().kinds
+    ('table',)
+    """
+
+    name: ClassVar[str] = "deduplicate"
+    changes_rows: ClassVar[bool] = True
+    kinds: ClassVar[tuple[str, ...]] = ("table",)
+    columns: list[str] | None = None
+    keep: str = "first"
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        cols = self._columns(ds, self.columns, ds.columns)
+        frame = ds.frame.drop_duplicates(subset=cols, keep=self.keep,
+                                         split_out=ds.frame.npartitions,
+                                         shuffle_method=ctx.shuffle_method)
+        return ds.evolve(frame=frame)
+
+
+@dataclass(frozen=True)
+class ClipOutliers(Step):
+    """Clip values to ``[lower, upper]``, or to mean ± ``sigma`` standard deviations.
+
+    >>> ClipOutliers(lower=0, upper=1).fits
+    True
+    """
+
+    name: ClassVar[str] = "clip_outliers"
+    fits: ClassVar[bool] = True
+    sigma: float | None = 4.0
+    lower: float | None = None
+    upper: float | None = None
+    columns: list[str] | None = None
+
+    def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
+        if self.lower is not None or self.upper is not None or self.sigma is None:
+            bounds = [self.lower, self.upper]
+            if ds.kind == "table":
+                return {"bounds": {c: bounds for c in self._columns(ds, self.columns)}}
+            return {"bounds": bounds}
+        if ds.kind == "table":
+            cols = self._columns(ds, self.columns)
+            sub = ds.frame[cols]
+            mean, std, count = compute(sub.mean(), sub.std(), sub.count())
+            require_values(self.name, {}, dict(count.items()))
+            return {"bounds": {c: [float(mean[c] - self.sigma * _finite(std[c])),
+                                   float(mean[c] + self.sigma * _finite(std[c]))]
+                               for c in cols}}
+        import dask.array as da
+
+        mean, std, count = compute(da.nanmean(ds.x), da.nanstd(ds.x), (~da.isnan(ds.x)).sum())
+        require_values(self.name, {}, {"x": count})
+        return {"bounds": [float(mean - self.sigma * std), float(mean + self.sigma * std)]}
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        if ds.kind == "table":
+            bounds = stats["bounds"]
+            frame = ds.frame.assign(**{c: ds.frame[c].clip(lo, hi)
+                                       for c, (lo, hi) in bounds.items()})
+            return ds.evolve(frame=frame)
+        lo, hi = stats["bounds"]
+        return ds.evolve(x=ds.x.clip(lo, hi))
+
+
+def _finite(value: Any) -> float:
+    import math
+
+    v = float(value)
+    return 0.0 if math.isnan(v) else v
+
+
+#: Accepted type families in ``check_schema`` besides exact dtype names.
+FAMILIES = {"float": "f", "int": "iu", "integer": "iu", "bool": "b", "numeric": "iuf",
+            "string": "OUS", "str": "OUS"}
+
+
+@dataclass(frozen=True)
+class CheckSchema(Step):
+    """Check columns and types before any work: ``columns={"age": "float", …}``.
+
+    Types are exact dtype names (``"float32"``) or families (``float``, ``int``, ``bool``,
+    ``numeric``, ``string``). ``extra=False`` rejects columns not listed; ``cast=True``
+    converts columns to the exact dtypes given instead of failing.
+
+    >>> CheckSchema(columns={"f0": "float"}).params()
+    {'columns': {'f0': 'float'}, 'extra': True, 'cast': False}
+    """
+
+    name: ClassVar[str] = "check_schema"
+    kinds: ClassVar[tuple[str, ...]] = ("table",)
+    columns: dict[str, str] = field(default_factory=dict)
+    extra: bool = True
+    cast: bool = False
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        import numpy as np
+
+        frame = ds.frame
+        casts = {}
+        for col, want in self.columns.items():
+            if col not in ds.columns:
+                raise UsageError(f"step 'check_schema': column '{col}'"
+                                 f"{did_you_mean(col, ds.columns)} is missing from dataset "
+                                 f"{ds.name!r}; columns: {', '.join(ds.columns)}")
+            have = frame.dtypes[col]
+            kind = getattr(have, "kind", "O")
+            ok = (kind in FAMILIES[want]) if want in FAMILIES else str(have) == want
+            if not ok:
+                if self.cast and want not in FAMILIES:
+                    casts[col] = np.dtype(want)
+                    continue
+                raise UsageError(f"step 'check_schema': column '{col}' of dataset "
+                                 f"{ds.name!r} is {have}, expected {want}")
+        if not self.extra:
+            extra = [c for c in ds.columns if c not in self.columns]
+            if extra:
+                raise UsageError(f"step 'check_schema': unexpected column '{extra[0]}' in "
+                                 f"dataset {ds.name!r} (extra=False)")
+        return ds.evolve(frame=frame.astype(casts)) if casts else ds
+
+
+# -- user functions -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FunctionStep(Step):
+    """A plain function as a step: ``fn(partition, **kwargs)`` per partition or block.
+
+    For tables ``fn`` takes and returns a pandas DataFrame; for tensors a NumPy block of
+    samples, returning the same shape. Its cache token includes its source code, so
+    editing the function recomputes from it.
+
+    >>> def double(df):
+    ...     return df * 2
+    >>> FunctionStep(double).name
+    'double'
+    """
+
+    changes_rows: ClassVar[bool] = True
+    fn: Callable[..., Any] = field(default=lambda df: df)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return getattr(self.fn, "__name__", "function")
+
+    def params(self) -> dict[str, Any]:
+        return {"function": f"{self.fn.__module__}.{self.fn.__qualname__}",
+                "kwargs": _plain(self.kwargs)}
+
+    def token(self) -> str:
+        try:
+            code = inspect.getsource(self.fn)
+        except (OSError, TypeError):  # built-ins, lambdas in a REPL: use the bytecode
+            code = repr(getattr(getattr(self.fn, "__code__", None), "co_code", self.fn))
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        return fingerprint("function", self.params(), digest)
+
+    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
+        if ds.kind == "table":
+            split = SPLIT_COLUMN in ds.frame.columns
+            fn = _call_keep_split if split else self.fn
+            args = [self.fn] if split else []
+            kwargs: dict[str, Any] = dict(self.kwargs)
+            try:
+                # Learn the output columns from the empty frame: dask's own inference
+                # calls the function on made-up rows, which user code may not expect.
+                kwargs["meta"] = fn(ds.frame._meta, *args, **self.kwargs)
+            except Exception:
+                logger.debug("step %s: no meta from an empty frame; dask infers it", self.name)
+            return ds.evolve(frame=ds.frame.map_partitions(fn, *args, **kwargs))
+        return ds.evolve(x=ds.x.map_blocks(self.fn, dtype=ds.x.dtype, **self.kwargs))
+
+
+def _call_keep_split(part: Any, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    # The split column is ours, not the user's: hide it from their function.
+    out = fn(part.drop(columns=[SPLIT_COLUMN]), **kwargs)
+    return out.assign(**{SPLIT_COLUMN: part[SPLIT_COLUMN]})
+
+
+# -- registry -----------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Callable[..., Step]] = {}
+
+
+def register_step(name: str, factory: Callable[..., Any]) -> None:
+    """Make a step usable by name (in YAML): a :class:`Step` subclass or a plain function.
+
+    >>> def clamp(df, hi=1.0):
+    ...     return df.clip(upper=hi)
+    >>> register_step("clamp", clamp)
+    >>> make_step("clamp", {"hi": 2.0}).params()["kwargs"]
+    {'hi': 2.0}
+    """
+    if isinstance(factory, type) and issubclass(factory, Step):
+        _REGISTRY[name] = factory
+    else:
+        def build(**kwargs: Any) -> Step:
+            _check_kwargs(name, factory, kwargs)
+            return FunctionStep(factory, dict(kwargs))
+
+        _REGISTRY[name] = build
+
+
+def _check_kwargs(name: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = list(sig.parameters)[1:]
+    for key in kwargs:
+        if key not in allowed:
+            raise UsageError(f"step '{name}': unknown parameter '{key}'"
+                             f"{did_you_mean(key, allowed)}; parameters: "
+                             f"{', '.join(allowed) or 'none'}")
+
+
+def known_steps() -> list[str]:
+    """Names usable in a pipeline definition.
+
+    >>> "standard_scale" in known_steps()
+    True
+    """
+    _builtins()
+    return sorted(_REGISTRY)
+
+
+def make_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
+    """Build a registered step from its name and parameters, with clear errors."""
+    _builtins()
+    params = dict(params or {})
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise UsageError(f"unknown step '{name}'{did_you_mean(name, _REGISTRY)}; known "
+                         f"steps: {', '.join(sorted(_REGISTRY))}") from None
+    if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+        allowed = [f.name for f in dataclasses.fields(factory)]
+        for key in params:
+            if key not in allowed:
+                raise UsageError(f"step '{name}': unknown parameter '{key}'"
+                                 f"{did_you_mean(key, allowed)}; parameters: "
+                                 f"{', '.join(allowed)}")
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise UsageError(f"step '{name}': {exc}") from None
+
+
+def as_step(item: Any) -> Step:
+    """A :class:`Step` from a step, a plain function, or ``{"name": {params}}``."""
+    if isinstance(item, Step):
+        return item
+    if isinstance(item, Mapping):
+        if len(item) != 1:
+            raise UsageError(f"a step is written as {{name: {{parameters}}}}, got {dict(item)!r}")
+        (name, params), = item.items()
+        return make_step(str(name), params or {})
+    if isinstance(item, str):
+        return make_step(item)
+    if callable(item):
+        return FunctionStep(item)
+    raise UsageError(f"not a step: {item!r}; use a Step, a function or {{name: {{...}}}}")
+
+
+def _builtins() -> None:
+    if _REGISTRY.get("drop_missing"):
+        return
+    from . import transforms
+
+    for cls in (DropMissing, FillMissing, Deduplicate, ClipOutliers, CheckSchema,
+                transforms.MinMaxScale, transforms.StandardScale, transforms.Split,
+                transforms.Augment, transforms.TableNoise):
+        _REGISTRY.setdefault(cls.name, cls)

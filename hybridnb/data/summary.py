@@ -1,0 +1,101 @@
+"""What a pipeline run did: per step status, rows in and out, statistics and time.
+
+>>> s = RunSummary("digits", [StepReport("split", "ran", 10, 10, 0.5)], status="done")
+>>> print(s)  # doctest: +NORMALIZE_WHITESPACE
+pipeline digits: done
+step   status  rows in  rows out  dropped  seconds
+split  ran     10       10        0        0.50
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from html import escape
+from typing import Any
+
+COLUMNS = ("step", "status", "rows in", "rows out", "dropped", "seconds")
+
+
+@dataclass
+class StepReport:
+    """One step of one run. ``status`` is ``ran``, ``fit`` (statistics computed now),
+    ``cached`` (statistics reused) or ``up to date`` (the whole output was current)."""
+
+    name: str
+    status: str
+    rows_in: int | None = None
+    rows_out: int | None = None
+    seconds: float = 0.0
+    statistics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int | None:
+        if self.rows_in is None or self.rows_out is None:
+            return None
+        return self.rows_in - self.rows_out
+
+    def row(self) -> list[str]:
+        def num(v: int | None) -> str:
+            return "" if v is None else str(v)
+
+        d = self.dropped
+        dropped = f"+{-d} added" if d is not None and d < 0 else num(d)
+        return [self.name, self.status, num(self.rows_in), num(self.rows_out), dropped,
+                f"{self.seconds:.2f}"]
+
+
+@dataclass
+class RunSummary:
+    """A run's report; prints as a table and renders as HTML in notebooks."""
+
+    pipeline: str
+    steps: list[StepReport]
+    status: str = "done"
+    out: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    write_seconds: float = 0.0
+    bytes_written: int = 0
+
+    @property
+    def rows_in(self) -> int | None:
+        return self.steps[0].rows_in if self.steps else None
+
+    @property
+    def rows_out(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "status": self.status, "out": self.out,
+                "counts": dict(self.counts), "seconds": self.seconds,
+                "write_seconds": self.write_seconds, "bytes_written": self.bytes_written,
+                "steps": [asdict(s) for s in self.steps]}
+
+    def rows(self) -> list[list[str]]:
+        return [s.row() for s in self.steps]
+
+    def __str__(self) -> str:
+        rows = [list(COLUMNS), *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+        lines = [f"pipeline {self.pipeline}: {self.status}"]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]
+        if self.counts:
+            lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in self.counts.items()))
+        if self.seconds:
+            lines.append(f"total {self.seconds:.2f} s (writing {self.write_seconds:.2f} s)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<RunSummary {self.pipeline!r}: {self.status}, {len(self.steps)} steps, "
+                f"{self.rows_out} rows out>")
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r) + "</tr>"
+                       for r in self.rows())
+        splits = ", ".join(f"{escape(k)}: {v}" for k, v in self.counts.items())
+        return (f"<div><b>pipeline {escape(self.pipeline)}</b>: {escape(self.status)}"
+                f"<table><tr>{head}</tr>{body}</table>"
+                f"<p>splits: {splits or 'none'}; total {self.seconds:.2f} s; "
+                f"out {escape(self.out)}</p></div>")

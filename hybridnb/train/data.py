@@ -1,0 +1,167 @@
+"""Training data in memory, split and sharded per rank with an order set by (seed, epoch).
+
+Built-in datasets load directly (scikit-learn's digits: 1,797 8×8 images). A directory
+prepared by :mod:`hybridnb.data` is read through its :class:`~hybridnb.data.ShardLoader`
+once, then held in memory: these datasets are small, and one in-memory order that depends
+only on ``(seed, epoch)`` is what makes a restarted run replay the same batches.
+
+>>> from hybridnb.train.spec import DataSpec
+>>> arrays = load_arrays(DataSpec(dataset="digits"))
+>>> arrays.sizes()
+{'train': 1257, 'validation': 180, 'test': 360}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .spec import DataSpec
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Arrays:
+    """Inputs and labels of each split, with the statistics used to normalize them."""
+
+    x: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] | None = None
+
+    def sizes(self) -> dict[str, int]:
+        return {s: int(self.y[s].shape[0]) for s in SPLITS if s in self.y}
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.x["train"].shape[1:])
+
+
+def data_sizes(spec: DataSpec) -> dict[str, int]:
+    """Sizes of each split without loading tensors where a manifest tells them."""
+    if spec.path is not None:
+        return {k: int(v) for k, v in _manifest(spec.path)["counts"].items()}
+    return load_arrays(spec).sizes()
+
+
+def _manifest(path: str) -> dict[str, Any]:
+    file = Path(path) / "manifest.json"
+    if not file.is_file():
+        raise UsageError(f"data.path {path!r} is not a prepared dataset: no {file.name} "
+                         "there; run 'hybridnb data prepare' first or fix the path")
+    data: dict[str, Any] = json.loads(file.read_text())
+    return data
+
+
+def load_arrays(spec: DataSpec) -> Arrays:
+    """Load, split and normalize the data a spec names."""
+    if spec.path is not None:
+        return _from_shards(spec.path)
+    return _digits(spec)
+
+
+def _digits(spec: DataSpec) -> Arrays:
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None, :, :]  # N × 1 × 8 × 8
+    y = bunch.target.astype(np.int64)
+    idx = np.arange(len(y))
+    # A fixed, stratified split: the test set never depends on the training seed.
+    rest, test = train_test_split(idx, test_size=spec.test_fraction, stratify=y,
+                                  random_state=spec.split_seed)
+    parts = {"test": test}
+    if spec.validation_fraction > 0:
+        frac = spec.validation_fraction / (1 - spec.test_fraction)
+        train, val = train_test_split(rest, test_size=frac, stratify=y[rest],
+                                      random_state=spec.split_seed)
+        parts.update(train=train, validation=val)
+    else:
+        parts["train"] = rest
+    # One scalar mean/std from the training split: per-pixel std is zero at the borders.
+    mean = float(x[parts["train"]].mean())
+    std = float(x[parts["train"]].std())
+    xs = {s: torch.from_numpy((x[i] - mean) / std) for s, i in parts.items()}
+    ys = {s: torch.from_numpy(y[i]) for s, i in parts.items()}
+    return Arrays(xs, ys, {"mean": mean, "std": std}, [str(c) for c in range(10)])
+
+
+def _from_shards(path: str) -> Arrays:
+    import numpy as np
+    import torch
+
+    manifest = _manifest(path)
+    try:
+        from ..data import ShardLoader
+    except ImportError as exc:  # the data package is optional for a spec with a dataset
+        raise UsageError(f"reading {path} needs hybridnb.data: {exc}") from None
+    xs, ys = {}, {}
+    for split in SPLITS:
+        if not manifest["counts"].get(split):
+            continue
+        loader = ShardLoader(path, split=split, batch_size=1 << 20)
+        pairs = list(loader)
+        xs[split] = torch.cat([p[0] for p in pairs]).float()
+        ys[split] = torch.cat([p[1] for p in pairs]).long()
+    if "train" not in xs:
+        raise UsageError(f"{path} has no 'train' split; add a split step to its pipeline")
+    if "test" not in xs:
+        xs["test"], ys["test"] = xs.get("validation", xs["train"]), ys.get(
+            "validation", ys["train"])
+    n_classes = int(max(int(y.max()) for y in ys.values())) + 1
+    return Arrays(xs, ys, _stats(manifest), [str(c) for c in np.arange(n_classes)])
+
+
+def _stats(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Normalization statistics recorded by the pipeline (standard_scale), if any."""
+    for step in manifest.get("steps", []):
+        stats = (step.get("statistics") or {}).get("x") or {}
+        if step.get("name") == "standard_scale" and "mean" in stats and "std" in stats:
+            return {"mean": stats["mean"], "std": stats["std"]}
+    return {}
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int, world_size: int) -> torch.Tensor:
+    """The training indices rank ``rank`` reads in ``epoch``.
+
+    A permutation seeded only by ``(seed, epoch)``, cut into ``world_size`` equal
+    interleaved parts (the tail that does not divide evenly is dropped, as
+    ``DistributedSampler(drop_last=True)``): every rank runs the same number of batches.
+
+    >>> epoch_order(10, seed=0, epoch=0, rank=1, world_size=2).tolist() == \\
+    ...     epoch_order(10, seed=0, epoch=0, rank=1, world_size=2).tolist()
+    True
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=gen)
+    per_rank = n // world_size
+    return perm[rank::world_size][:per_rank]
+
+
+def eval_indices(n: int, rank: int, world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's evaluation indices, padded to the same length on every rank, and a mask.
+
+    FSDP's forward is collective: every rank must run the same number of batches.
+    """
+    import torch
+
+    per = -(-n // world_size)
+    idx = torch.arange(rank, n, world_size)
+    mask = torch.ones(per, dtype=torch.bool)
+    if len(idx) < per:
+        mask[len(idx):] = False
+        idx = torch.cat([idx, torch.zeros(per - len(idx), dtype=torch.long)])
+    return idx, mask

@@ -1,0 +1,184 @@
+"""Live training metrics: read the run's JSON lines, render Prometheus gauges, plot.
+
+Rank 0 appends one JSON object per line to ``RUN_DIR/metrics.jsonl``: ``kind: step``
+(loss, learning rate, step time, samples/s), ``kind: epoch`` (validation accuracy and
+loss) and ``kind: final`` (test accuracy). A restarted attempt replays steps it already
+logged; readers keep the latest line for each step.
+
+>>> rows = [{"kind": "step", "step": 1, "loss": 2.0, "lr": 0.1, "step_seconds": 0.5,
+...          "samples_per_second": 128.0},
+...         {"kind": "epoch", "step": 1, "epoch": 1, "val_accuracy": 0.5}]
+>>> print(prometheus_text(rows, run="demo").splitlines()[2])
+hybridnb_train_loss{run="demo"} 2.0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+METRICS = "metrics.jsonl"
+
+#: Gauge name -> (field in the metrics lines, help text).
+GAUGES = {
+    "hybridnb_train_loss": ("loss", "Training loss of the latest logged step"),
+    "hybridnb_train_accuracy": ("accuracy", "Latest validation (or final test) accuracy, 0-1"),
+    "hybridnb_train_samples_per_second": ("samples_per_second",
+                                          "Training throughput over all ranks"),
+    "hybridnb_train_step_seconds": ("step_seconds", "Wall time of the latest optimizer step"),
+    "hybridnb_train_learning_rate": ("lr", "Learning rate of the latest step"),
+}
+
+
+def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the latest line per ``(kind, step)``, in step order (restarts replay steps)."""
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        latest[(str(row.get("kind")), int(row.get("step", 0)))] = row
+    order = {"step": 0, "epoch": 1, "final": 2}
+    return sorted(latest.values(), key=lambda r: (int(r.get("step", 0)),
+                                                  order.get(str(r.get("kind")), 3)))
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every metrics line of a run (deduplicated); ``[]`` before the first one."""
+    return MetricsFollower(run_dir).poll(all_rows=True)
+
+
+class MetricsFollower:
+    """Reads new lines of a growing ``metrics.jsonl`` (a partial last line waits)."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]):
+        self.path = Path(run_dir) / METRICS
+        self.offset = 0
+        self.rows: list[dict[str, Any]] = []
+
+    def poll(self, all_rows: bool = False) -> list[dict[str, Any]]:
+        """New rows since the last call (or all of them, deduplicated)."""
+        new: list[dict[str, Any]] = []
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
+            if line.strip():
+                new.append(json.loads(line))
+        self.offset += end
+        self.rows += new
+        return dedupe(self.rows) if all_rows else new
+
+
+def latest_values(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The newest value of each gauge's field; accuracy from epoch or final lines."""
+    out: dict[str, float] = {}
+    for row in dedupe(rows):
+        for field in ("loss", "samples_per_second", "step_seconds", "lr"):
+            if row.get("kind") == "step" and row.get(field) is not None:
+                out[field] = float(row[field])
+        acc = row.get("val_accuracy", row.get("test_accuracy"))
+        if acc is not None:
+            out["accuracy"] = float(acc)
+    return out
+
+
+def prometheus_text(rows: Sequence[dict[str, Any]], *, run: str = "train") -> str:
+    """The run's latest values as Prometheus text (``hybridnb_train_*`` gauges)."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    values = latest_values(rows)
+    for name, (field, help_text) in GAUGES.items():
+        gauge = Gauge(name, help_text, ["run"], registry=registry)
+        if field in values:
+            gauge.labels(run=run).set(values[field])
+    return generate_latest(registry).decode()
+
+
+def write_textfile(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], *,
+                   run: str = "train") -> Path:
+    """Write :func:`prometheus_text` atomically (node_exporter's textfile collector)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(prometheus_text(rows, run=run), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_run(run: Any, ax: Axes | None = None) -> Figure:
+    """Plot loss (left axis) and validation accuracy (right axis) against the step.
+
+    ``run`` is a :class:`~hybridnb.train.TrainResult`, a run directory, or metrics rows.
+    Returns the figure; never calls ``show()`` (works with the Agg backend).
+
+    >>> fig = plot_run([{"kind": "step", "step": 1, "loss": 2.0}])
+    >>> fig.axes[0].get_ylabel()
+    'training loss'
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(run, (str, os.PathLike)):
+        rows = read_metrics(run)
+    elif hasattr(run, "metrics"):
+        rows = list(run.metrics)
+    else:
+        rows = dedupe(run)
+    if ax is None:
+        fig = Figure(figsize=(6.4, 3.6))
+        ax = fig.add_subplot()
+    figure = ax.get_figure()
+    steps = [r for r in rows if r.get("kind") == "step" and r.get("loss") is not None]
+    ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], color="tab:blue",
+            label="training loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    epochs = [r for r in rows if r.get("val_accuracy") is not None]
+    if epochs:
+        acc = ax.twinx()
+        acc.plot([r["step"] for r in epochs], [r["val_accuracy"] for r in epochs], "o-",
+                 color="tab:orange", label="validation accuracy")
+        acc.set_ylabel("validation accuracy")
+        acc.set_ylim(0, 1.02)
+    final = [r for r in rows if r.get("kind") == "final"]
+    title = getattr(run, "name", None) or "training"
+    if final:
+        title += f" — test accuracy {final[-1]['test_accuracy']:.3f}"
+    ax.set_title(title)
+    assert figure is not None
+    return figure  # type: ignore[return-value]
+
+
+class LivePlot:
+    """A plot updated in place in a notebook (an IPython display handle); inert elsewhere."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.handle: Any = None
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+        self.active = shell is not None and hasattr(shell, "kernel")
+
+    def update(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not self.active or not rows:
+            return
+        from IPython.display import display
+
+        fig = plot_run(rows)
+        fig.axes[0].set_title(self.name)
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)

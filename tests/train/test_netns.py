@@ -1,0 +1,43 @@
+"""2-rank DDP across two hosts (network namespaces) through the dask launcher."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import hybridnb
+from hybridnb.cli.worker import worker_command
+from hybridnb.config import load_config
+from hybridnb.testing.netns import wait_for_port
+from hybridnb.train import fit
+
+from .conftest import tiny
+
+pytestmark = pytest.mark.netns
+
+PORT = 8786
+
+
+def test_ddp_across_two_namespace_hosts(netns_hosts, store, tmp_path):
+    hub, left, right = netns_hosts(3)
+    address = f"tcp://{hub.address}:{PORT}"
+    config = load_config(overrides={"sites": {
+        name: {"tier": "private", "backend": "scheduler", "tls": False,
+               "scheduler": {"address": address, "timeout": 10},
+               "capacity": {"cpu": 1, "memory": "1GiB"}}
+        for name in ("hub", "left", "right")}})
+    hub.popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", hub.address,
+               "--port", str(PORT), "--no-dashboard"])
+    wait_for_port(hub.address, PORT)
+    for host, site in ((left, "left"), (right, "right")):
+        host.popen(worker_command(address, site, config, nthreads=1, host=host.address,
+                                  name=site))
+    with hybridnb.hybrid_cluster(["left", "right"], scheduler_site="hub", config=config,
+                                 store=store) as c:
+        c.wait_for_workers(2, timeout=60)
+        result = fit(tiny(max_steps=4), nprocs=2, launcher="dask", cluster=c, site="hub",
+                     config=config, run_dir=tmp_path / "run", store=store, bundle=False)
+    assert result.result["world_size"] == 2 and result.result["steps"] == 4
+    logs = (tmp_path / "run" / "logs" / "rank1.log").read_text()
+    assert "rank 1/2 joined" in logs
