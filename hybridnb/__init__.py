@@ -47,6 +47,8 @@ _LAZY = {
     "bundle": "hybridnb.serve:bundle",
     "load_bundle": "hybridnb.serve:load_bundle",
     "Bundle": "hybridnb.serve:Bundle",
+    "deploy": "hybridnb.serve.endpoint:deploy",
+    "Endpoint": "hybridnb.serve.endpoint:Endpoint",
     "ClusterHandle": "hybridnb.sites:ClusterHandle",
 }
 
@@ -63,7 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .notebooks.secrets import secret
     from .notebooks.sweep import sweep
     from .placement import plan
-    from .serve import Bundle, bundle, load_bundle
+    from .serve.bundle import Bundle, bundle, load_bundle
+    from .serve.endpoint import Endpoint, deploy
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
     from .train.launch import fit

@@ -101,3 +101,80 @@ def stop(name: str = typer.Argument(..., help="An endpoint's id or name."),
         pids = terminate(rec, grace) if rec.local else []
         store.update(rec.id, status=Status.stopped, message="stopped by 'endpoints stop'")
         typer.echo(f"stopped {rec.id} ({rec.name})" + (f", pids {pids}" if pids else ""))
+
+
+def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."),
+           site: str = typer.Option("local", "--site", help="Where it runs (a site name)."),
+           replicas: int = typer.Option(2, "--replicas", "-n", help="Replicas to run."),
+           routing: str = typer.Option("round_robin", "--routing",
+                                       help="round_robin, least_connections, "
+                                            "least_response_time, power_of_two (nginx: "
+                                            "round_robin, least_connections, ip_hash)."),
+           render: str | None = typer.Option(
+               None, "--render", help="Write files instead of starting: kubernetes, nginx "
+                                      "or edge."),
+           out: Path | None = typer.Option(None, "--out", help="Where --render writes."),
+           image: str = typer.Option("hybridnb:latest", "--image",
+                                     help="Container image (kubernetes)."),
+           upstream: list[str] = typer.Option(
+               [], "--upstream", help="host:port of a replica (nginx; repeatable)."),
+           listen: str = typer.Option("0.0.0.0:8080", "--listen", help="nginx listen address."),
+           port: int = typer.Option(0, "--port", "-p", help="Local router port; 0 picks one."),
+           token: str | None = typer.Option(
+               None, "--token", help="Bearer token (default: $HYBRIDNB_ENDPOINT_TOKEN)."),
+           no_batching: bool = typer.Option(False, "--no-batching",
+                                            help="Run every request alone."),
+           autoscale_max: int | None = typer.Option(
+               None, "--autoscale-max", help="Autoscale between --replicas and this.")
+           ) -> None:
+    """Deploy a bundle: local replicas behind a router, or render Kubernetes/nginx/edge files."""
+    from ..errors import UsageError
+    from ..serve.bundle import load_bundle
+
+    loaded = load_bundle(bundle)
+    if render is not None:
+        from ..serve import render as r
+
+        if out is None:
+            raise UsageError("--render needs --out DIR")
+        out.mkdir(parents=True, exist_ok=True)
+        if render == "kubernetes":
+            import yaml
+
+            objs = r.kubernetes_manifests(loaded.name.lower().replace("_", "-"), image=image,
+                                          replicas=replicas, site=site,
+                                          autoscale={"min": replicas,
+                                                     "max": autoscale_max or replicas})
+            for i, obj in enumerate(objs):
+                path = out / f"{i:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+                path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        elif render == "nginx":
+            if not upstream:
+                raise UsageError("--render nginx needs --upstream host:port (repeatable)")
+            (out / "nginx.conf").write_text(r.nginx_config(upstream, routing=routing,
+                                                           listen=listen))
+        elif render == "edge":
+            (out / "hybridnb-endpoint.service").write_text(r.edge_unit(
+                str(bundle.resolve()), serve_args=["--no-batching"] if no_batching else []))
+        else:
+            raise UsageError(f"unknown --render {render!r}; choose kubernetes, nginx or edge")
+        typer.echo(f"wrote {render} files for {loaded.name!r} to {out}")
+        return
+    import signal
+    import threading
+
+    from ..serve.endpoint import deploy as start
+
+    autoscale = {"min": replicas, "max": autoscale_max} if autoscale_max else None
+    ep = start(loaded, site=site, replicas=replicas, routing=routing, token=token,
+               batching=False if no_batching else None, autoscale=autoscale)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    typer.echo(f"{ep!r} (Ctrl-C stops)", err=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ep.close()

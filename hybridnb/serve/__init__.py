@@ -25,16 +25,23 @@ _LAZY = {
     "ServerThread": "hybridnb.serve.server:ServerThread",
     "start_server": "hybridnb.serve.process:start_server",
     "ServerProcess": "hybridnb.serve.process:ServerProcess",
+    "deploy": "hybridnb.serve.endpoint:deploy",
+    "Endpoint": "hybridnb.serve.endpoint:Endpoint",
+    "AutoscalePolicy": "hybridnb.serve.autoscale:AutoscalePolicy",
+    "POLICIES": "hybridnb.serve.router:POLICIES",
 }
 
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import create_app  # noqa: F401
-    from .bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle  # noqa: F401
-    from .process import ServerProcess, start_server  # noqa: F401
-    from .server import ServerThread, run_server  # noqa: F401
-    from .settings import ServeSettings  # noqa: F401
+    from .app import create_app
+    from .autoscale import AutoscalePolicy
+    from .bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle
+    from .endpoint import Endpoint, deploy
+    from .process import ServerProcess, start_server
+    from .router import POLICIES
+    from .server import ServerThread, run_server
+    from .settings import ServeSettings
 
 
 def __getattr__(name: str) -> Any:

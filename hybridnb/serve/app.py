@@ -25,6 +25,7 @@ from .admission import Admission
 from .auth import check_bearer
 from .batching import Batcher
 from .bundle import Bundle, load_bundle
+from .cache import ResponseCache
 from .metrics import CONTENT_TYPE, EndpointMetrics
 from .protocol import HTTPError, infer_response, parse_infer, parse_v1, v1_response
 from .settings import ServeSettings
@@ -48,11 +49,18 @@ class ServerState:
         self.settings = settings
         self.metrics = EndpointMetrics()
         self.admission = Admission(settings.max_in_flight, settings.max_queue)
+        import torch
+
+        example = torch.zeros([1, *bundle.input.shape[1:]],
+                              dtype=getattr(torch, bundle.input.dtype))
         self.batcher = Batcher(bundle, max_batch_size=settings.max_batch_size,
                                max_latency_ms=settings.max_latency_ms,
                                max_requests=settings.max_in_flight,
                                batching=settings.batching, metrics=self.metrics,
-                               threads=settings.threads)
+                               threads=settings.threads, inline_max_ms=settings.inline_max_ms,
+                               example=example)
+        self.cache = ResponseCache(settings.cache_size) if settings.cache_size else None
+        self._from_numpy = torch.from_numpy
         self.started = False
         self.draining = False
 
@@ -68,8 +76,6 @@ class ServerState:
 
     async def run(self, x: np.ndarray) -> np.ndarray:
         """Admit, queue and run one request's batch; return its output rows."""
-        import torch
-
         rows = int(x.shape[0])
         if rows > self.settings.max_batch_size:
             raise HTTPError(413, f"the request has {rows} rows; this endpoint takes at most "
@@ -77,6 +83,11 @@ class ServerState:
         if not self.ready:
             raise HTTPError(503, "the endpoint is not ready (starting or draining)",
                             {"Retry-After": str(self.settings.retry_after_s)})
+        if self.cache is not None:
+            hit = self.cache.get(x)
+            self.metrics.cache.labels(result="hit" if hit is not None else "miss").inc()
+            if hit is not None:
+                return hit
         if not self.admission.try_acquire():
             self.metrics.rejected.inc()
             raise HTTPError(503, "the endpoint is at capacity; retry later",
@@ -85,13 +96,16 @@ class ServerState:
             if not x.flags.writeable:  # torch warns about (and may write to) read-only memory
                 x = x.copy()
             timeout = self.settings.request_timeout_s or None
-            out = await self.batcher.submit(torch.from_numpy(x), timeout)
+            out = await self.batcher.submit(self._from_numpy(x), timeout)
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.request_timeout_s:g} s; "
                                  "the request was dropped") from None
         finally:
             self.admission.release()
-        return out.numpy()
+        y: np.ndarray = out.numpy()
+        if self.cache is not None:
+            self.cache.put(x, y)
+        return y
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -6,6 +6,12 @@ at a time, in a single executor thread under ``torch.inference_mode``: PyTorch a
 spreads one call over its intra-op threads, and a single thread keeps memory and
 latency predictable. While a batch runs, the next one gathers, so the model thread
 stays busy under load.
+
+With batching off there is nothing to gather, so no gathering task either: a request
+goes straight to the model thread (one thread hop), or, for a model whose call takes
+less than ``inline_max_ms``, runs on the event loop itself. A sub-millisecond MLP
+spends longer handing work to a thread (and the GIL back) than computing; inline, the
+server does what a hand-written FastAPI handler does.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ class Batcher:
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], *, max_batch_size: int,
                  max_latency_ms: float, max_requests: int, batching: bool = True,
-                 metrics: EndpointMetrics | None = None, threads: int | None = None):
+                 metrics: EndpointMetrics | None = None, threads: int | None = None,
+                 inline_max_ms: float = 0.0, example: torch.Tensor | None = None):
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
@@ -64,15 +71,22 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._started = False
+        self._outstanding = 0  # direct mode: requests in or waiting for the model thread
+        self.inline_max_ms = inline_max_ms
+        self.example = example
+        self.inline = False
         self.batches = 0
 
     def __repr__(self) -> str:
         mode = (f"up to {self.max_batch_size} rows / {self.max_latency * 1000:g} ms"
-                if self.batching else "off")
+                if self.batching else "off, " + ("inline" if self.inline else "model thread"))
         return f"Batcher(batching {mode}, {len(self._pending)} queued, {self.batches} batches)"
 
     @property
     def running(self) -> bool:
+        if not self.batching:
+            return self._started
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
@@ -83,10 +97,35 @@ class Batcher:
             import torch
 
             self._executor.submit(torch.set_num_threads, self.threads).result()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+        if self.batching:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+        elif self.inline_max_ms > 0 and self.example is not None:
+            self.inline = await self._probe_inline()
+        self._started = True
+
+    async def _probe_inline(self) -> bool:
+        """Time a few one-row calls in the model thread; inline if they are fast enough."""
+        loop = asyncio.get_running_loop()
+
+        def probe() -> float:
+            times = []
+            for _ in range(7):
+                start = time.perf_counter()
+                self._run([self.example])  # type: ignore[list-item]
+                times.append(time.perf_counter() - start)
+            return sorted(times)[len(times) // 2]
+
+        try:  # a model that blocks (or is slow) simply stays in its thread
+            median = await asyncio.wait_for(loop.run_in_executor(self._executor, probe), 2.0)
+        except Exception as exc:
+            logger.info("not running the model inline: probe failed (%r)", exc)
+            return False
+        logger.debug("one-row model call: %.3f ms", median * 1000)
+        return median * 1000 < self.inline_max_ms
 
     async def stop(self) -> None:
         """Stop gathering; fail what is still queued; let the model thread finish."""
+        self._started = False
         if self._task is not None:
             self._task.cancel()
             try:
@@ -109,6 +148,8 @@ class Batcher:
         """
         if self._wakeup is None:
             raise RuntimeError("the batcher is not started")
+        if not self.batching:
+            return await self._direct(x, timeout)
         loop = asyncio.get_running_loop()
         item = _Item(x, int(x.shape[0]), loop.create_future(), loop.time())
         self._pending.append(item)
@@ -116,6 +157,42 @@ class Batcher:
         self._wakeup.set()
         # wait_for cancels the future on timeout; the gatherer skips cancelled items.
         return await asyncio.wait_for(item.future, timeout)
+
+    async def _direct(self, x: torch.Tensor, timeout: float | None) -> torch.Tensor:
+        """Batching off: run ``x`` alone, inline or with one hop to the model thread."""
+        rows = int(x.shape[0])
+        metrics = self.metrics
+        self._outstanding += 1
+        if metrics is not None:
+            metrics.batch_size.observe(rows)
+            self._direct_gauges()
+        try:
+            if self.inline:
+                out = self._run([x])
+            else:
+                # The executor queue is the request queue: on timeout, wait_for cancels
+                # the executor future, which drops the call if it has not started.
+                fut = asyncio.get_running_loop().run_in_executor(self._executor, self._run, [x])
+                out = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+        except asyncio.TimeoutError:
+            raise
+        except Exception:
+            logger.exception("model call failed on %d rows", rows)
+            raise
+        finally:
+            self._outstanding -= 1
+            self.batches += 1
+            if metrics is not None:
+                self._direct_gauges()
+        if getattr(out, "shape", (None,))[0] != rows:
+            raise RuntimeError(f"the model returned {getattr(out, 'shape', '?')} for "
+                               f"{rows} rows")
+        return out
+
+    def _direct_gauges(self) -> None:
+        assert self.metrics is not None
+        self.metrics.in_flight.set(min(self._outstanding, 1))
+        self.metrics.queue_depth.set(max(self._outstanding - 1, 0))
 
     def _set_queue_depth(self) -> None:
         if self.metrics is not None:

@@ -11,6 +11,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 #: Seconds: from sub-millisecond CPU models to slow batches near the request timeout.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
@@ -50,11 +52,21 @@ class EndpointMetrics:
         self.rejected = Counter(
             "hybridnb_endpoint_rejected", "Requests refused by admission control (503).",
             registry=self.registry)
+        self.cache = Counter(
+            "hybridnb_endpoint_cache_lookups", "Response cache lookups, by result.",
+            ["result"], registry=self.registry)
+        # labels() takes a lock and builds a key each time: resolve each child once.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, code: int, seconds: float) -> None:
         """Count one answered request."""
-        self.requests.labels(code=str(code), route=route).inc()
-        self.duration.labels(route=route).observe(seconds)
+        pair = self._children.get((route, code))
+        if pair is None:
+            pair = (self.requests.labels(code=str(code), route=route),
+                    self.duration.labels(route=route))
+            self._children[(route, code)] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

@@ -38,6 +38,13 @@ class ServeSettings:
         ``torch.set_num_threads`` for the model thread (``None``: leave torch's choice).
     drain_timeout_s:
         On SIGTERM, how long in-flight requests may take before the server exits.
+    inline_max_ms:
+        With batching off, a model whose one-row call takes less than this (measured at
+        start) runs on the event loop instead of the model thread: no thread hop, but
+        ``request_timeout_s`` cannot interrupt it. ``0`` always uses the model thread.
+    cache_size:
+        Answers kept in an LRU cache keyed by the input's bytes (``0``: no cache). Only
+        for deterministic models; the output is shared, never recomputed.
 
     >>> ServeSettings(max_batch_size=8).replace(batching=False).batching
     False
@@ -54,12 +61,15 @@ class ServeSettings:
     retry_after_s: int = 1
     threads: int | None = None
     drain_timeout_s: float = 30.0
+    inline_max_ms: float = 1.0
+    cache_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_in_flight", "max_body_bytes", "retry_after_s"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        for name in ("max_latency_ms", "max_queue", "request_timeout_s", "drain_timeout_s"):
+        for name in ("max_latency_ms", "max_queue", "request_timeout_s", "drain_timeout_s",
+                     "inline_max_ms", "cache_size"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if self.threads is not None and self.threads < 1:

@@ -10,7 +10,9 @@ import pytest
 MODULES = ["hybridnb.serve", "hybridnb.serve.graph", "hybridnb.serve.bundle",
            "hybridnb.serve.settings", "hybridnb.serve.metrics", "hybridnb.serve.admission",
            "hybridnb.serve.auth", "hybridnb.serve.protocol", "hybridnb.serve.app",
-           "hybridnb.serve.server"]
+           "hybridnb.serve.server", "hybridnb.serve.cache", "hybridnb.serve.router",
+           "hybridnb.serve.router_app", "hybridnb.serve.autoscale", "hybridnb.serve.render",
+           "hybridnb.serve.endpoint"]
 
 
 @pytest.mark.parametrize("name", MODULES)
