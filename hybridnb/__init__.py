@@ -40,6 +40,9 @@ _LAZY = {
     "fit": "hybridnb.train.launch:fit",
     "TrainSpec": "hybridnb.train.spec:TrainSpec",
     "TrainResult": "hybridnb.train.result:TrainResult",
+    "Monitor": "hybridnb.monitor:Monitor",
+    "Collector": "hybridnb.monitor:Collector",
+    "dashboard": "hybridnb.monitor:dashboard",
     "record": "hybridnb.notebooks.records:record",
     "secret": "hybridnb.notebooks.secrets:secret",
     "run_notebook": "hybridnb.notebooks.runner:run_notebook",
@@ -60,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import Pipeline, ShardLoader
     from .data import load as load_dataset
     from .errors import HybridnbError, OperationError, UsageError
+    from .monitor import Collector, Monitor, dashboard
     from .notebooks.records import record
     from .notebooks.runner import run_notebook
     from .notebooks.secrets import secret

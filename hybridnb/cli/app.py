@@ -17,6 +17,7 @@ from . import (
     data,
     demo,
     doctor,
+    monitor,
     notebooks,
     plan,
     ps,
@@ -73,6 +74,7 @@ app.command("run", context_settings=notebooks.PASS_THROUGH)(notebooks.run)
 app.command("sweep", context_settings=notebooks.PASS_THROUGH)(notebooks.sweep)
 app.command("serve")(serve.serve)
 app.command("deploy")(serve.deploy)
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(serve.endpoints_app, name="endpoints")
 app.command("ps")(ps.ps)
 app.command("gc")(ps.gc)

@@ -80,8 +80,11 @@ class ClusterHandle:
             self._shutdown(Status.failed, error=str(exc))
             raise
         if self._record is not None and self._store is not None:
-            self._record = self._store.update(self._record.id, status=Status.running,
-                                              address=self.scheduler_address)
+            # The dashboard serves the scheduler's Prometheus metrics: monitoring finds
+            # the cluster through this record.
+            self._record = self._store.update(
+                self._record.id, status=Status.running, address=self.scheduler_address,
+                spec={**self._record.spec, "dashboard": self.dashboard_link})
 
     def _connect(self, timeout: float) -> Client:
         from distributed import Client

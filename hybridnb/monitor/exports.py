@@ -1,0 +1,202 @@
+"""What a real Prometheus, Grafana or Kubernetes needs: pure functions, and a writer.
+
+- :func:`file_sd`: Prometheus file-based service discovery (JSON) for what is running.
+- :func:`scrape_config`: a ``prometheus.yml`` that reads those files and the rules.
+- :func:`grafana_dashboard`: a dashboard JSON for endpoints and training.
+- :func:`service_monitor`, :func:`prometheus_rule`: prometheus-operator objects.
+- :func:`write_exports`: all of it into one directory (``hybridnb monitor export``).
+
+>>> from hybridnb.monitor.collector import Target
+>>> file_sd([Target("hybridnb-endpoint", "127.0.0.1:8000", url="http://127.0.0.1:8000/metrics",
+...                 labels=(("name", "mlp"),))])
+[{'targets': ['127.0.0.1:8000'], 'labels': {'job': 'hybridnb-endpoint', 'name': 'mlp'}}]
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..state import StateStore
+from .alerts import Rule, default_rules, prometheus_rules, rules_yaml
+from .collector import Target, discover
+
+MONITORING = "monitoring.coreos.com"
+
+
+def file_sd(targets: Iterable[Target]) -> list[dict[str, Any]]:
+    """``file_sd_configs`` entries for HTTP targets (training runs are not scraped by URL)."""
+    out = []
+    for t in targets:
+        if t.url is None:
+            continue
+        parts = urllib.parse.urlsplit(t.url)
+        labels = {"job": t.job, **dict(t.labels)}
+        if parts.path not in ("", "/metrics"):
+            labels["__metrics_path__"] = parts.path
+        out.append({"targets": [parts.netloc], "labels": labels})
+    return out
+
+
+def scrape_config(sd_file: str = "targets.json", rules_file: str = "rules.yml", *,
+                  interval: str = "5s") -> dict[str, Any]:
+    """A Prometheus configuration: one job reading ``sd_file``, alerting rules in
+    ``rules_file`` (paths relative to the config file)."""
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [rules_file],
+        "scrape_configs": [{"job_name": "hybridnb",
+                            "file_sd_configs": [{"files": [sd_file],
+                                                 "refresh_interval": "5s"}]}],
+    }
+
+
+def _panel(pid: int, title: str, exprs: list[tuple[str, str]], unit: str, x: int, y: int
+           ) -> dict[str, Any]:
+    return {"id": pid, "type": "timeseries", "title": title,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": legend}
+                        for i, (e, legend) in enumerate(exprs)]}
+
+
+def grafana_dashboard(title: str = "hybridnb") -> dict[str, Any]:
+    """A Grafana dashboard (JSON model) for endpoints, training and clusters.
+
+    >>> [p["title"] for p in grafana_dashboard()["panels"]][:2]
+    ['Endpoint latency', 'Requests per second']
+    """
+    dur = "hybridnb_endpoint_request_duration_seconds_bucket"
+    req = "hybridnb_endpoint_requests_total"
+    q = [(f"histogram_quantile({p}, sum by (le, instance) (rate({dur}[5m])))",
+          f"p{int(p * 100)} {{{{instance}}}}") for p in (0.5, 0.95, 0.99)]
+    specs = [
+        ("Endpoint latency", q, "s"),
+        ("Requests per second", [(f"sum by (instance) (rate({req}[1m]))", "{{instance}}")],
+         "reqps"),
+        ("5xx ratio", [(f'sum by (instance) (rate({req}{{code=~"5.."}}[5m])) / '
+                        f"sum by (instance) (rate({req}[5m]))", "{{instance}}")],
+         "percentunit"),
+        ("Replicas up", [('count by (name) (up{job="hybridnb-endpoint"} == 1)', "{{name}}")],
+         "short"),
+        ("Queue depth", [("hybridnb_endpoint_queue_depth", "{{instance}}")], "short"),
+        ("Training loss", [("hybridnb_train_loss", "{{run}}")], "short"),
+        ("Training throughput", [("hybridnb_train_samples_per_second", "{{run}}")], "short"),
+        ("Dask workers", [("sum by (instance) (dask_scheduler_workers)", "{{instance}}")],
+         "short"),
+    ]
+    panels = [_panel(i + 1, t, e, u, 12 * (i % 2), 8 * (i // 2))
+              for i, (t, e, u) in enumerate(specs)]
+    return {"title": title, "uid": "hybridnb", "schemaVersion": 39, "version": 1,
+            "editable": True, "time": {"from": "now-1h", "to": "now"}, "refresh": "10s",
+            "tags": ["hybridnb"], "panels": panels,
+            "templating": {"list": [{"name": "datasource", "type": "datasource",
+                                     "query": "prometheus", "label": "Prometheus"}]}}
+
+
+def _meta(name: str, namespace: str, labels: dict[str, str] | None) -> dict[str, Any]:
+    from ..k8s.validate import dns_label
+
+    return {"name": dns_label(name), "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "hybridnb", **(labels or {})}}
+
+
+def service_monitor(name: str, *, namespace: str = "default",
+                    selector: dict[str, str] | None = None, port: str = "http",
+                    interval: str = "15s", labels: dict[str, str] | None = None
+                    ) -> dict[str, Any]:
+    """A prometheus-operator ``ServiceMonitor`` scraping ``/metrics`` of matching Services.
+
+    >>> service_monitor("mlp")["spec"]["endpoints"][0]["path"]
+    '/metrics'
+    """
+    return {"apiVersion": f"{MONITORING}/v1", "kind": "ServiceMonitor",
+            "metadata": _meta(name, namespace, labels),
+            "spec": {"selector": {"matchLabels": selector or {"app.kubernetes.io/name": name}},
+                     "endpoints": [{"port": port, "path": "/metrics", "interval": interval}]}}
+
+
+def prometheus_rule(rules: list[Rule] | None = None, *, name: str = "hybridnb",
+                    namespace: str = "default", labels: dict[str, str] | None = None
+                    ) -> dict[str, Any]:
+    """A prometheus-operator ``PrometheusRule`` holding ``rules`` (default: the defaults)."""
+    spec = prometheus_rules(default_rules() if rules is None else rules, name)
+    return {"apiVersion": f"{MONITORING}/v1", "kind": "PrometheusRule",
+            "metadata": _meta(name, namespace, labels), "spec": spec}
+
+
+def register_schemas() -> None:
+    """Register minimal schemas of ServiceMonitor and PrometheusRule for validation.
+
+    Minimal: the fields hybridnb writes, typed, with unknown fields rejected.
+    """
+    from ..k8s.validate import register_crd_schema
+
+    s, i, o = {"type": "string"}, {"x-kubernetes-int-or-string": True}, "object"
+    smap = {"type": o, "additionalProperties": s}
+    meta = {"type": o, "x-kubernetes-preserve-unknown-fields": True}  # checked apart
+    endpoint = {"type": o, "properties": {"port": s, "path": s, "interval": s,
+                                          "targetPort": i, "scheme": s}}
+    register_crd_schema(MONITORING, "v1", "ServiceMonitor", {
+        "type": o, "required": ["spec"], "properties": {
+            "apiVersion": s, "kind": s, "metadata": meta,
+            "spec": {"type": o, "required": ["selector", "endpoints"], "properties": {
+                "selector": {"type": o, "properties": {"matchLabels": smap}},
+                "namespaceSelector": {"type": o, "x-kubernetes-preserve-unknown-fields": True},
+                "endpoints": {"type": "array", "items": endpoint}}}}})
+    rule = {"type": o, "required": ["expr"], "properties": {
+        "alert": s, "record": s, "expr": i, "for": s, "labels": smap, "annotations": smap}}
+    register_crd_schema(MONITORING, "v1", "PrometheusRule", {
+        "type": o, "required": ["spec"], "properties": {
+            "apiVersion": s, "kind": s, "metadata": meta,
+            "spec": {"type": o, "properties": {"groups": {"type": "array", "items": {
+                "type": o, "required": ["name", "rules"], "properties": {
+                    "name": s, "interval": s,
+                    "rules": {"type": "array", "items": rule}}}}}}}})
+
+
+def write_exports(out_dir: str | Path, *, rules: list[Rule] | None = None,
+                  targets: list[Target] | None = None, state: StateStore | None = None,
+                  namespace: str = "default") -> list[Path]:
+    """Write ``prometheus.yml``, ``targets.json``, ``rules.yml``, ``grafana-dashboard.json``
+    and ``kubernetes.yaml`` (ServiceMonitor + PrometheusRule) into ``out_dir``."""
+    import yaml
+
+    from ..fileio import atomic_write_json, atomic_write_text
+
+    out = Path(out_dir)
+    rules = default_rules() if rules is None else rules
+    targets = discover(state) if targets is None else targets
+    k8s = [service_monitor("hybridnb-endpoints", namespace=namespace,
+                           selector={"app.kubernetes.io/part-of": "hybridnb"}),
+           prometheus_rule(rules, namespace=namespace)]
+    return [
+        atomic_write_text(out / "prometheus.yml", yaml.safe_dump(scrape_config(),
+                                                                 sort_keys=False)),
+        atomic_write_json(out / "targets.json", file_sd(targets)),
+        atomic_write_text(out / "rules.yml", rules_yaml(rules)),
+        atomic_write_json(out / "grafana-dashboard.json", grafana_dashboard()),
+        atomic_write_text(out / "kubernetes.yaml", yaml.safe_dump_all(k8s, sort_keys=False)),
+    ]
+
+
+def status(*, state: StateStore | None = None, store_path: str | Path | None = None,
+           rules: list[Rule] | None = None, timeout: float = 1.0) -> dict[str, Any]:
+    """Scrape every discovered target once, evaluate ``rules``: targets and firing alerts.
+
+    One round of a :class:`~hybridnb.monitor.collector.Collector`; what a CLI shows.
+    """
+    from .collector import Collector
+
+    collector = Collector(interval=timeout, store_path=store_path, state=state,
+                          rules=default_rules() if rules is None else rules, host=False)
+    try:
+        collector.collect_once()
+    finally:
+        collector.stop()
+    return {"targets": collector.health(),
+            "firing": [{"alert": a.alert, "severity": a.severity, "labels": a.labels,
+                        "value": a.value} for a in collector.alerts.firing()]}

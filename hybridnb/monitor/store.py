@@ -1,0 +1,176 @@
+"""A local time-series store: SQLite in ``$HYBRIDNB_HOME/metrics.db``, with retention.
+
+Why SQLite rather than in-memory ring buffers: the collector runs in a notebook kernel
+while ``hybridnb monitor`` (another process) reads the same data; samples survive a
+kernel restart; and the state store already proves the pattern (WAL, one short
+``BEGIN IMMEDIATE`` per write). Each scrape round is one batched ``executemany``; a
+series' labels are stored once (``series`` table) and samples refer to it by id, so a
+sample row is three numbers. Retention deletes old rows at most every 30 s.
+
+>>> import tempfile, os
+>>> s = SampleStore(os.path.join(tempfile.mkdtemp(), "m.db"), retention="1h")
+>>> s.append([("up", {"job": "x"}, 1.0)], ts=100.0)
+1
+>>> [(name, labels, ts.tolist(), v.tolist()) for name, labels, ts, v in s.select("up")]
+[('up', {'job': 'x'}, [100.0], [1.0])]
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from ..state import state_home
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Labels = dict[str, str]
+Sample = tuple[str, Labels, float]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    UNIQUE (name, labels)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    series_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_series_ts ON samples(series_id, ts);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
+"""
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in a Prometheus duration (``"90s"``, ``"15m"``, ``"1h30m"``) or a number.
+
+    >>> parse_duration("1h30m"), parse_duration("250ms"), parse_duration(5)
+    (5400.0, 0.25, 5.0)
+    """
+    import re
+
+    if isinstance(text, (int, float)):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise UsageError(f"invalid duration {text!r}: use e.g. 30s, 15m, 1h")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def default_path() -> Path:
+    """``$HYBRIDNB_HOME/metrics.db``."""
+    return state_home() / "metrics.db"
+
+
+class SampleStore:
+    """Samples of many series in one SQLite file; safe for a writer and many readers.
+
+    Parameters
+    ----------
+    path:
+        The database file; ``None`` means :func:`default_path`.
+    retention:
+        Samples older than this are deleted (a duration, ``"1h"``).
+    """
+
+    PRUNE_EVERY = 30.0
+
+    def __init__(self, path: str | Path | None = None, retention: str | float = "1h"):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention = parse_duration(retention)
+        self._ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._lock = threading.Lock()
+        self._last_prune = 0.0
+        with self._connect() as conn:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SampleStore({str(self.path)!r}, retention={self.retention:g}s)"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            yield conn
+        finally:
+            conn.close()
+
+    def append(self, samples: Iterable[Sample], ts: float | None = None) -> int:
+        """Store ``(name, labels, value)`` samples taken at ``ts`` in one transaction."""
+        ts = time.time() if ts is None else ts
+        with self._lock, self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [(self._series_id(conn, name, labels), ts, value)
+                        for name, labels, value in samples]
+                conn.executemany("INSERT INTO samples VALUES (?,?,?)", rows)
+                if ts - self._last_prune > self.PRUNE_EVERY:
+                    conn.execute("DELETE FROM samples WHERE ts < ?", (ts - self.retention,))
+                    self._last_prune = ts
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return len(rows)
+
+    def _series_id(self, conn: sqlite3.Connection, name: str, labels: Labels) -> int:
+        # The cache key avoids a JSON dump per sample: most rounds see only known series.
+        cache_key = (name, tuple(sorted(labels.items())))
+        sid = self._ids.get(cache_key)
+        if sid is None:
+            key = (name, json.dumps(labels, sort_keys=True, separators=(",", ":")))
+            conn.execute("INSERT OR IGNORE INTO series (name, labels) VALUES (?,?)", key)
+            sid = int(conn.execute("SELECT id FROM series WHERE name=? AND labels=?",
+                                   key).fetchone()[0])
+            self._ids[cache_key] = sid
+        return sid
+
+    def names(self) -> list[str]:
+        """Metric names with at least one series."""
+        with self._connect() as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT name FROM series ORDER BY 1")]
+
+    def select(self, name: str, start: float | None = None, end: float | None = None
+               ) -> list[tuple[str, Labels, np.ndarray, np.ndarray]]:
+        """Every series called ``name`` with its samples in ``[start, end]``.
+
+        Returns ``(name, labels, times, values)`` with numpy arrays sorted by time.
+        """
+        import numpy as np
+
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        with self._connect() as conn:
+            series = conn.execute("SELECT id, labels FROM series WHERE name=?",
+                                  (name,)).fetchall()
+            out = []
+            for sid, labels in series:
+                rows = conn.execute("SELECT ts, value FROM samples WHERE series_id=? AND "
+                                    "ts BETWEEN ? AND ? ORDER BY ts", (sid, lo, hi)).fetchall()
+                if rows:
+                    arr = np.asarray(rows, dtype=float)
+                    out.append((name, json.loads(labels), arr[:, 0], arr[:, 1]))
+        return out
+
+    def latest_time(self) -> float | None:
+        """Time of the newest sample, or ``None`` when empty."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT max(ts) FROM samples").fetchone()
+        return None if row[0] is None else float(row[0])
