@@ -43,6 +43,8 @@ _LAZY = {
     "Monitor": "hybridnb.monitor:Monitor",
     "Collector": "hybridnb.monitor:Collector",
     "dashboard": "hybridnb.monitor:dashboard",
+    "ui": "hybridnb.widgets:ui",
+    "widgets": "hybridnb.widgets",
     "record": "hybridnb.notebooks.records:record",
     "secret": "hybridnb.notebooks.secrets:secret",
     "run_notebook": "hybridnb.notebooks.runner:run_notebook",
@@ -76,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .train.launch import fit
     from .train.result import TrainResult
     from .train.spec import TrainSpec
+    from .widgets.ui import ui
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -11,7 +11,8 @@ from typing import Any
 
 def lazy_exports(package: str, table: Mapping[str, str], extra: Iterable[str] = ()
                  ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package`` resolving the names in ``table``.
+    """``__getattr__`` and ``__dir__`` for ``package`` resolving the names in ``table``
+    (``"module:attr"``, or ``"module"`` for a submodule).
 
     >>> getattr_, dir_ = lazy_exports("hybridnb", {"UsageError": "hybridnb.errors:UsageError"})
     >>> getattr_("UsageError").__name__
@@ -25,7 +26,10 @@ def lazy_exports(package: str, table: Mapping[str, str], extra: Iterable[str] = 
         except KeyError:
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         module, _, attr = target.partition(":")
-        value = getattr(importlib.import_module(module), attr)
+        # "pkg.mod" without ":attr" exports the submodule itself (hybridnb.widgets).
+        value = importlib.import_module(module)
+        if attr:
+            value = getattr(value, attr)
         sys.modules[package].__dict__[name] = value  # resolve once
         return value
 
