@@ -31,3 +31,20 @@ def test_lazy_names_resolve(name):
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hybridnb.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("package, heavy", [
+    ("hybridnb.data", ("dask", "pandas", "torch", "numpy")),
+    ("hybridnb.serve", ("torch", "starlette", "numpy")),
+    ("hybridnb.train", ("torch", "numpy", "pydantic")),
+    ("hybridnb.monitor", ("matplotlib", "pandas", "httpx")),
+    ("hybridnb.widgets", ("ipywidgets",)),
+    ("hybridnb.notebooks", ("papermill", "pandas")),
+    ("hybridnb.k8s", ("dask_kubernetes", "jsonschema")),
+])
+def test_subpackages_import_cheaply(package, heavy):
+    code = (f"import sys, {package}; "
+            f"print(json.dumps([m for m in {list(heavy)!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out) == []

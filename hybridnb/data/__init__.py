@@ -15,8 +15,9 @@ Pipeline('digits': standard_scale → split)
 # The TYPE_CHECKING imports below are for type checkers only; _LAZY is the API.
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _LAZY = {
     "DaskDataset": "hybridnb.data.dataset:DaskDataset",
@@ -79,16 +80,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .transforms import Augment, MinMaxScale, Split, StandardScale, TableNoise, transform
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        target = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'hybridnb.data' has no attribute {name!r}") from None
-    module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

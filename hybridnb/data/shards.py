@@ -18,7 +18,6 @@ directory (cleaned up by the next run), never a half-written dataset that looks 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,20 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fileio import sha256_file as sha256
 from .dataset import DROPPED, SPLIT_COLUMN, SPLITS
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _record(split: str, rows: int, files: dict[str, Path], root: Path,

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OperationError, UsageError
+from ..fileio import sha256_file
 from .graph import SafeGraph, graph_to_spec
 
 if TYPE_CHECKING:
@@ -166,14 +167,6 @@ class Bundle:
         return f"<b>Bundle {escape(self.name)}</b><table>{body}</table>"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _content_hash(files: Mapping[str, str]) -> str:
     text = "".join(f"{name}:{files[name]}\n" for name in sorted(files))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -267,7 +260,7 @@ def bundle(model: Any, example_input: Any, path: str | os.PathLike[str], *,
         # safetensors wants contiguous, unshared tensors (tied weights are stored twice).
         safetensors.torch.save_file({k: v.contiguous().clone() for k, v in tensors.items()},
                                     tmp / WEIGHTS_FILE)
-        meta["files"] = {f: _sha256(tmp / f) for f in _HASHED}
+        meta["files"] = {f: sha256_file(tmp / f) for f in _HASHED}
         meta["content_hash"] = _content_hash(meta["files"])
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         loaded = load_bundle(tmp)
@@ -346,7 +339,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             raise BundleError(f"{file}: no such file; the bundle is incomplete")
         if name not in files:
             raise BundleError(f"{meta_path}: no digest recorded for {name}")
-        if _sha256(file) != files[name]:
+        if sha256_file(file) != files[name]:
             raise BundleError(f"{file}: contents do not match the digest in {META_FILE} "
                               "(corrupt or modified)")
     graph_spec = _read_json(root / GRAPH_FILE)

@@ -89,13 +89,14 @@ def test_bad_metadata_json(mlp, tmp_path):
 
 def _rewrite_graph(path, edit):
     """Edit graph.json and re-sign it, as an attacker who controls the bundle could."""
-    from hybridnb.serve.bundle import _content_hash, _sha256
+    from hybridnb.fileio import sha256_file
+    from hybridnb.serve.bundle import _content_hash
 
     graph = json.loads((path / "graph.json").read_text())
     edit(graph)
     (path / "graph.json").write_text(json.dumps(graph))
     meta = json.loads((path / "hybridnb-model.json").read_text())
-    meta["files"]["graph.json"] = _sha256(path / "graph.json")
+    meta["files"]["graph.json"] = sha256_file(path / "graph.json")
     meta["content_hash"] = _content_hash(meta["files"])
     (path / "hybridnb-model.json").write_text(json.dumps(meta))
 
