@@ -1,41 +1,89 @@
 """``hybridnb demo``: the main job, end to end on the embedded default.
 
-Today it runs what exists: the configuration, a placement plan, a Dask cluster on the
-``local`` site and a pinned computation on it. The notebooks issue replaces the body
-with ``notebooks/00_quickstart.ipynb`` run headless.
+Runs ``notebooks/00_quickstart.ipynb`` headless with papermill (the same runner as
+``hybridnb run``) into ``--out``: the executed notebook, its HTML report, and the plots,
+data, training run and metrics the notebook writes there. Then prints a summary: test
+accuracy, the endpoint's p50/p99 latency, the alerts that fired, where the files are.
+A failing cell exits with the runner's code (3 a cell raised, 4 timeout, 5 the kernel
+died) and names the cell.
 """
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
+from typing import Any
 
 import typer
 
-from .common import options
+from ..errors import UsageError
+
+QUICKSTART = "00_quickstart.ipynb"
 
 
-def demo(ctx: typer.Context,
-         workers: int = typer.Option(2, "--workers", help="Workers of the demo cluster.")
+def quickstart_notebook() -> Path:
+    """The quickstart notebook of this checkout (``notebooks/`` beside the package)."""
+    path = Path(__file__).resolve().parents[2] / "notebooks" / QUICKSTART
+    if not path.is_file():
+        raise UsageError(f"{path} not found: 'hybridnb demo' runs the notebooks of a "
+                         "source checkout (git clone, then 'make demo')")
+    return path
+
+
+def summary(records: dict[str, Any]) -> list[str]:
+    """The summary lines of a demo run's records.
+
+    >>> summary({"test_accuracy": 0.98, "p50_ms": 3.0, "p99_ms": 9.5,
+    ...          "alerts_fired": ["EndpointLatencyHigh"]})[:2]
+    ['test accuracy      98.00 %', 'endpoint latency   p50 3.0 ms, p99 9.5 ms']
+    """
+    def pct(key: str) -> str:
+        value = records.get(key)
+        return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "–"
+
+    fired = records.get("alerts_fired") or []
+    lines = [f"test accuracy      {pct('test_accuracy')}",
+             f"endpoint latency   p50 {records.get('p50_ms', '–')} ms, "
+             f"p99 {records.get('p99_ms', '–')} ms",
+             f"endpoint accuracy  {pct('endpoint_accuracy')} over "
+             f"{records.get('requests', '–')} requests to "
+             f"{records.get('replicas_healthy', '–')} replicas",
+             f"alerts fired       {', '.join(fired) if fired else 'none'}"]
+    if "precision" in records:
+        lines.append(f"training           {records.get('train_seconds', '–')} s in "
+                     f"{records['precision']}")
+    return lines
+
+
+def demo(epochs: int | None = typer.Option(None, "--epochs",
+                                           help="Training epochs (default: the notebook's)."),
+         requests: int | None = typer.Option(None, "--requests",
+                                             help="Requests of generated traffic."),
+         out: Path = typer.Option(Path("build/demo"), "--out",
+                                  help="Directory for the notebook, report and plots."),
+         timeout: float = typer.Option(600.0, "--timeout", help="Seconds any cell may run."),
          ) -> None:
-    """Run the end-to-end demo on this machine and print a summary."""
-    import dask.array as da
+    """Run the end-to-end demo (notebooks/00_quickstart.ipynb) and print a summary."""
+    from ..notebooks.runner import run_notebook
 
-    from ..placement import plan
-    from ..sites import cluster
-
-    config = options(ctx).config()
-    typer.echo(f"1. configuration: {len(config.sites)} site(s) from "
-               + " → ".join(config.layers))
-    p = plan("preprocess", cpu=workers, hours=0.1, config=config).raise_if_empty()
-    assert p.chosen is not None
-    typer.echo(f"2. plan: run on '{p.chosen.site}' ({p.chosen.tier}); "
-               f"{len(p.rejected)} site(s) rejected")
-    start = time.perf_counter()
-    with cluster(p.chosen.site, n_workers=workers, threads_per_worker=1,
-                 config=config) as c:
-        typer.echo(f"3. cluster: {c!r}")
-        x = da.random.default_rng(0).standard_normal((4000, 4000), chunks=(1000, 1000))
-        mean = float(c.compute((x @ x.T).mean(), classification="internal"))
-        typer.echo(f"4. computed mean of X·Xᵀ (4000², pinned to sites allowed 'internal'): "
-                   f"{mean:.4f}")
-    typer.echo(f"5. cleaned up; {time.perf_counter() - start:.1f} s for cluster and work")
+    notebook = quickstart_notebook()
+    out = out.expanduser().resolve()
+    parameters: dict[str, Any] = {"out_dir": str(out)}
+    if epochs is not None:
+        parameters["epochs"] = epochs
+    if requests is not None:
+        parameters["requests"] = requests
+    typer.echo(f"running {notebook.name} headless into {out} …")
+    run = run_notebook(notebook, out / QUICKSTART, parameters, timeout=timeout, report=True)
+    if not run.ok:
+        where = f" at cell [{run.failed_cell}]" if run.failed_cell is not None else ""
+        typer.echo(f"demo {run.outcome.value}{where} after {run.seconds:.0f} s: {run.error}\n"
+                   f"the executed notebook (with the error) is {run.output}", err=True)
+        raise typer.Exit(run.exit_code)
+    typer.echo(f"done in {run.seconds:.0f} s")
+    for line in summary(run.records):
+        typer.echo(f"  {line}")
+    typer.echo(f"  notebook           {run.output}")
+    if run.report:
+        typer.echo(f"  report             {run.report}")
+    for png in sorted(out.glob("*.png")):
+        typer.echo(f"  plot               {png}")

@@ -64,6 +64,9 @@ def run(ctx: typer.Context,
         site: str = typer.Option("local", "--site", help="Where to run it."),
         timeout: float | None = typer.Option(None, "--timeout", help="Seconds per cell."),
         report: bool = typer.Option(False, "--report", help="Also write an HTML report."),
+        render: Path | None = typer.Option(None, "--render",
+                                           help="Kubernetes sites: write the Job YAML here "
+                                                "instead of submitting it."),
         ) -> None:
     """Run NOTEBOOK [OUTPUT] headless with papermill; -p NAME VALUE sets a parameter.
     Exit codes: 0 ok, 2 bad input, 3 a cell raised, 4 timeout, 5 the kernel died."""
@@ -74,8 +77,10 @@ def run(ctx: typer.Context,
         raise UsageError(f"unexpected arguments: {' '.join(rest)}")
     output = Path(rest[0]) if rest else None
     if site != "local":
-        raise UsageError(f"--site {site}: notebooks run on the local site for now; "
-                         "Kubernetes Jobs come with the notebooks issue")
+        _run_on_kubernetes(ctx, notebook, _parameters(flat, param_file), site, timeout, render)
+        return
+    if render is not None:
+        raise UsageError("--render writes a Kubernetes Job: give --site with a kubernetes site")
     result = run_notebook(notebook, output, _parameters(flat, param_file), timeout=timeout,
                           report=report, site=site)
     for w in result.warnings:
@@ -90,6 +95,34 @@ def run(ctx: typer.Context,
         typer.echo(f"error{where}: {result.error}\n(the partial output is kept in "
                    f"{result.output})", err=True)
         raise typer.Exit(result.exit_code)
+
+
+def _run_on_kubernetes(ctx: typer.Context, notebook: Path, parameters: dict[str, Any],
+                       site: str, timeout: float | None, render: Path | None) -> None:
+    """Render the notebook's Job (``--render DIR``), or submit it to the site's cluster."""
+    import yaml
+
+    from ..notebooks.k8s import notebook_job, submit_notebook
+    from .common import options
+
+    config = options(ctx).config()
+    opts = config.site(site).kubernetes
+    if opts is None:
+        raise UsageError(f"--site {site}: notebooks run on 'local' or on a site with "
+                         "'backend: kubernetes'")
+    if render is not None:
+        job, config_map = notebook_job(notebook, parameters, image=opts.image,
+                                       namespace=opts.namespace, env=opts.env,
+                                       timeout=timeout, service_account=opts.service_account)
+        render.mkdir(parents=True, exist_ok=True)
+        path = render / f"{job['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump_all([config_map, job], sort_keys=False))
+        typer.echo(f"rendered: {path} (kubectl apply -f {path})")
+        return
+    job = submit_notebook(notebook, parameters, site=site, config=config, timeout=timeout)
+    meta = job["metadata"]
+    typer.echo(f"submitted: job/{meta['name']} in namespace {meta['namespace']} "
+               f"(kubectl logs -f -n {meta['namespace']} job/{meta['name']})")
 
 
 def sweep(ctx: typer.Context,

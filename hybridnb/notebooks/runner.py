@@ -219,5 +219,7 @@ def write_report(notebook: Path) -> Path:
 
     nb = nbformat.read(notebook, as_version=4)
     exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True)
+    # nbconvert warns per figure without alt text; a report is no place for that noise.
+    exporter.log.setLevel(logging.ERROR)
     body, _ = exporter.from_notebook_node(nb)
     return atomic_write_text(notebook.with_suffix(".html"), body)

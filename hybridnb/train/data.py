@@ -112,7 +112,8 @@ def _from_shards(path: str) -> Arrays:
             continue
         loader = ShardLoader(path, split=split, batch_size=1 << 20)
         pairs = list(loader)
-        xs[split] = torch.cat([p[0] for p in pairs]).float()
+        x = torch.cat([p[0] for p in pairs]).float()
+        xs[split] = x[:, None] if x.ndim == 3 else x  # H×W images get their channel axis
         ys[split] = torch.cat([p[1] for p in pairs]).long()
     if "train" not in xs:
         raise UsageError(f"{path} has no 'train' split; add a split step to its pipeline")
