@@ -126,10 +126,3 @@ def test_groups_without_command_show_help(argv, hybridnb_home, capsys):
     out = capsys.readouterr()
     assert code in (0, 2) and "Usage" in (out.out + out.err)
 
-
-def test_demo_runs_end_to_end_and_leaves_nothing(hybridnb_home):
-    result = run_cli("demo", "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert "4. computed mean" in result.stdout and "5. cleaned up" in result.stdout
-    assert "INFO" not in result.stderr  # dask's log lines stay out of the way
-    assert StateStore().list(active=True) == []

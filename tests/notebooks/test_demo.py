@@ -26,6 +26,9 @@ def test_demo_reaches_97_percent_and_writes_report_and_plots(hybridnb_home, caps
     assert "EndpointLatencyHigh" in text and "p99" in text
     for name in ("00_quickstart.ipynb", "00_quickstart.html", "dashboard.png", "training.png"):
         assert (out / name).is_file() and str(out / name) in text
+    from hybridnb.state import StateStore
+
+    assert [r for r in StateStore().list(active=True) if r.kind.value != "notebook"] == []
 
 
 def test_failing_demo_names_the_cell(hybridnb_home, capsys):
