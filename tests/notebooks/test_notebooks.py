@@ -78,6 +78,9 @@ def test_notebook_runs_headless(path, hybridnb_home):
     assert path.stem in SMALL, f"give {path.name} small parameters and checks in SMALL"
     parameters, check, _ = SMALL[path.stem]
     out = hybridnb_home / "out"
+    # Earlier tests may leave long-lived helpers (multiprocessing's resource tracker);
+    # only what this notebook started counts.
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     run = run_notebook(path, out / path.name, {**parameters, "out_dir": str(out / "files")},
                        timeout=300)
     assert run.ok, f"{path.name} failed at cell {run.failed_cell}: {run.error}"
@@ -85,7 +88,8 @@ def test_notebook_runs_headless(path, hybridnb_home):
     check(run.records)
     assert list((out / "files").glob("*.png")), "each notebook saves its plots"
     assert kernels_alive() == []
-    assert not [p for p in psutil.Process().children(recursive=True) if p.is_running()
+    assert not [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and p.is_running()
                 and p.status() != psutil.STATUS_ZOMBIE], "the notebook left processes"
 
 
