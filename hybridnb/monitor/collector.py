@@ -127,28 +127,15 @@ class _RunReader:
               "step_seconds": "hybridnb_train_step_seconds"}
 
     def __init__(self, run_dir: str):
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.offset = 0
+        from ..train.metrics import MetricsFollower
+
+        self.follower = MetricsFollower(run_dir, keep=False)
         self.latest: dict[str, float] = {}
 
     def samples(self) -> list[Sample]:
-        import json
-
-        if not self.path.parent.exists():
-            raise OSError(f"run directory {self.path.parent} is gone")
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
-            data = b""
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        for line in data[:end].splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
+        if not self.follower.path.parent.exists():
+            raise OSError(f"run directory {self.follower.path.parent} is gone")
+        for row in self.follower.poll():
             if row.get("kind") == "step":
                 for key, name in self.FIELDS.items():
                     if isinstance(row.get(key), (int, float)):

@@ -53,11 +53,16 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 class MetricsFollower:
-    """Reads new lines of a growing ``metrics.jsonl`` (a partial last line waits)."""
+    """Reads new lines of a growing ``metrics.jsonl`` (a partial last line waits).
 
-    def __init__(self, run_dir: str | os.PathLike[str]):
+    ``keep=False`` forgets rows once returned, for followers that live as long as a run
+    (the monitoring collector).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], keep: bool = True):
         self.path = Path(run_dir) / METRICS
         self.offset = 0
+        self.keep = keep
         self.rows: list[dict[str, Any]] = []
 
     def poll(self, all_rows: bool = False) -> list[dict[str, Any]]:
@@ -74,7 +79,8 @@ class MetricsFollower:
             if line.strip():
                 new.append(json.loads(line))
         self.offset += end
-        self.rows += new
+        if self.keep:
+            self.rows += new
         return dedupe(self.rows) if all_rows else new
 
 
