@@ -26,9 +26,20 @@ FAILURE = "failure.json"
 
 
 def failure_record(exc: Any) -> dict[str, Any]:
-    """A JSON-able description of a :class:`ChildFailedError` (first failure first)."""
+    """A JSON-able description of a :class:`ChildFailedError`, the cause first.
+
+    When one rank dies the agent stops the others with SIGTERM, and a survivor may have
+    logged its own error (a broken gloo connection) before the agent even saw the death:
+    ranks stopped by SIGTERM are effects, so they sort after the rest, then by time.
+    """
+    import signal
+
+    def effect_then_time(item: tuple[Any, Any]) -> tuple[bool, float]:
+        f = item[1]
+        return (f.exitcode == -signal.SIGTERM, f.timestamp)
+
     failures = []
-    for rank, f in sorted(exc.failures.items(), key=lambda kv: kv[1].timestamp):
+    for rank, f in sorted(exc.failures.items(), key=effect_then_time):
         data = f.error_file_data if isinstance(f.error_file_data, dict) else {}
         msg = (data.get("message") or {}) if isinstance(data.get("message"), dict) else {}
         failures.append({"rank": int(rank), "local_rank": f.local_rank,
