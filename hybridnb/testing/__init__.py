@@ -22,6 +22,7 @@ _LAZY = {
     "leftovers": "hybridnb.testing.netns",
     "SSHDaemon": "hybridnb.testing.sshd",
     "sshd_skip_reason": "hybridnb.testing.sshd",
+    "wait_until": "hybridnb.testing.waiting",
 }
 
 __all__ = list(_LAZY)

@@ -9,12 +9,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from hybridnb.testing import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -72,16 +73,12 @@ def jupyterlab(hybridnb_home):
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _api(base, token, "/api/status")
-                break
-            except OSError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (hybridnb_home / "jupyterlab.log").read_text()[-2000:]
-                    raise RuntimeError(f"JupyterLab did not start: {tail}") from exc
-                time.sleep(0.3)
+        try:
+            wait_until(lambda: _api(base, token, "/api/status") is not None, timeout=60,
+                       interval=0.3, what="JupyterLab", alive=lambda: proc.poll() is None)
+        except (TimeoutError, RuntimeError) as exc:
+            tail = (hybridnb_home / "jupyterlab.log").read_text()[-2000:]
+            raise RuntimeError(f"JupyterLab did not start: {exc}\n{tail}") from exc
         yield base, token
     finally:
         try:  # kernels outlive the page: end them through the sessions API
