@@ -34,12 +34,20 @@ def code(text: str) -> Cell:
     return ("code", textwrap.dedent(text).strip(), [])
 
 
+
 def params(text: str) -> Cell:
     """The code cell tagged ``parameters`` (papermill injects its overrides after it)."""
     return ("code", textwrap.dedent(text).strip(), ["parameters"])
 
 
 # Shared snippets -------------------------------------------------------------------------
+# The training curves cell, the same in the quickstart and the training notebook.
+PLOT_TRAINING = code("""
+fig = result.plot()
+fig.savefig(out / "training.png", dpi=80)
+fig
+""")
+
 
 IMPORTS = """
 %matplotlib inline
@@ -158,11 +166,7 @@ QUICKSTART = [
     hybridnb.record("train_seconds", round(result.result["seconds"], 1))
     result
     """),
-    code("""
-    fig = result.plot()
-    fig.savefig(out / "training.png", dpi=80)
-    fig
-    """),
+    PLOT_TRAINING,
     md("""
     ## 4. Deploy, send traffic, watch it
 
@@ -258,24 +262,8 @@ QUICKSTART = [
 
 # 01 sites and placement ------------------------------------------------------------------
 
-HYBRID_YAML = """
-sites:
-  local: null                      # the built-in default stays
-  onprem:
-    tier: private
-    capacity: {cpu: 8, memory: 64GiB}
-    classifications: [public, internal, pii]
-  aws:
-    tier: public
-    backend: scheduler
-    scheduler: {address: tls://10.0.0.5:8786}
-    capacity: {cpu: 256, memory: 1TiB, gpu: 8}
-    cost: {cpu_hour: 0.05, gpu_hour: 3.0, egress_gb: 0.09}
-    classifications: [public, internal]
-datasets:
-  scans: {site: onprem, path: /data/scans, size: 50GB, classification: internal}
-  patients: {site: onprem, path: /data/patients, size: 5GB, classification: pii}
-"""
+# The example configuration ships as a file users can copy (tests use it too).
+HYBRID_YAML = (HERE / "config" / "hybrid-sites.yaml").read_text()
 
 SITES = [
     md("""
@@ -486,11 +474,7 @@ TRAINING = [
     hybridnb.record("seconds", round(result.result["seconds"], 1))
     result
     """),
-    code("""
-    fig = result.plot()
-    fig.savefig(out / "training.png", dpi=80)
-    fig
-    """),
+    PLOT_TRAINING,
     md("""
     ## What the run left behind
 

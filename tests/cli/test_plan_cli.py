@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hybridnb.cli import main
 
-CONFIG = """
-sites:
-  local: null
-  onprem:
-    tier: private
-    capacity: {cpu: 8, memory: 64GiB}
-    classifications: [public, internal, pii]
-  aws:
-    tier: public
-    backend: scheduler
-    scheduler: {address: tls://10.0.0.5:8786}
-    capacity: {cpu: 256, memory: 1TiB, gpu: 8}
-    cost: {cpu_hour: 0.05, gpu_hour: 3.0, egress_gb: 0.09}
-    classifications: [public, internal]
-datasets:
-  scans: {site: onprem, path: /d/scans, size: 50GB, classification: internal}
-  patients: {site: onprem, path: /d/p, size: 5GB, classification: pii}
-"""
+CONFIG = (Path(__file__).parents[2] / "notebooks" / "config" / "hybrid-sites.yaml").read_text()
 
 
 def test_plan_table_chosen_first_and_rejections(hybridnb_home, capsys):
