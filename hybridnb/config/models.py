@@ -35,6 +35,7 @@ from .units import format_bytes, parse_bytes
 Tier = Literal["private", "public", "edge"]
 ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
 
 #: The backends hybridnb ships. Plug-ins add more through the
 #: ``hybridnb.site_backends`` entry-point group (see :mod:`hybridnb.config.backends`).
@@ -79,6 +80,10 @@ class SSHOptions(_Model):
     known_hosts: str | None = Field(
         None, description="known_hosts file; None uses ~/.ssh/known_hosts; 'ignore' skips "
         "host key checks (throw-away test networks only)")
+    connect_timeout: Positive = Field(
+        10.0, description="Seconds to open an SSH connection and log in")
+    start_timeout: Positive = Field(
+        60.0, description="Seconds for a remote scheduler or worker to report its address")
 
 
 class KubernetesOptions(_Model):

@@ -7,13 +7,53 @@ where a host cannot guess its address (no default route).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
+from distributed.deploy import ssh as dask_ssh
+
+from ..errors import OperationError
 from .base import Backend, Started
 
 if TYPE_CHECKING:
     from distributed.security import Security
+
+
+class _Deadline:
+    """Bound the start of one of distributed's SSH processes.
+
+    distributed reads the remote process's stderr until it prints its address, with no
+    deadline: a remote ``python`` that hangs (a wrong interpreter, a stuck import, a full
+    disk) would hang the notebook. After ``start_timeout`` seconds this fails with what
+    was being started where; the cluster's failed start then closes the connection.
+    """
+
+    address: str
+    remote_python: Any
+
+    def __init__(self, *args: Any, start_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start_timeout = start_timeout
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(super().start(), self.start_timeout)  # type: ignore[misc]
+        except asyncio.TimeoutError:
+            what = type(self).__mro__[2].__name__.lower()
+            raise OperationError(
+                f"the {what} on {self.address} did not report its address within "
+                f"{self.start_timeout:g} s; check that {self.remote_python or 'python'} "
+                f"runs there with distributed installed (or raise ssh.start_timeout)"
+            ) from None
+
+
+class TimedScheduler(_Deadline, dask_ssh.Scheduler):
+    """distributed's SSH ``Scheduler`` with a start deadline."""
+
+
+class TimedWorker(_Deadline, dask_ssh.Worker):
+    """distributed's SSH ``Worker`` with a start deadline."""
 
 
 class SSHBackend(Backend):
@@ -24,7 +64,8 @@ class SSHBackend(Backend):
     def connect_options(self) -> dict[str, Any]:
         """asyncssh options for this site's hosts."""
         o = self.options
-        out: dict[str, Any] = {"port": o.port}
+        out: dict[str, Any] = {"port": o.port, "connect_timeout": o.connect_timeout,
+                               "login_timeout": o.connect_timeout}
         if o.user:
             out["username"] = o.user
         if o.key:
@@ -45,21 +86,18 @@ class SSHBackend(Backend):
         return hosts[1:] or hosts
 
     def scheduler_spec(self, security: Security | None) -> dict[str, Any]:
-        from distributed.deploy.ssh import Scheduler
-
         host = self.options.hosts[0]
         kwargs: dict[str, Any] = {"host": host, "dashboard_address": ":0"}
         if security is not None:
             kwargs["protocol"] = "tls://"
-        return {"cls": Scheduler, "options": {
+        return {"cls": TimedScheduler, "options": {
             "address": host, "connect_options": self.connect_options(), "kwargs": kwargs,
-            "remote_python": self.remote_python}}
+            "remote_python": self.remote_python,
+            "start_timeout": self.options.start_timeout}}
 
     def worker_specs(self, n_workers: int | None, threads_per_worker: int | None,
                      memory_limit: str | float | None, security: Security | None
                      ) -> dict[str, dict[str, Any]]:
-        from distributed.deploy.ssh import Worker
-
         hosts = self.worker_hosts
         n = len(hosts) if n_workers is None else n_workers
         specs = {}
@@ -69,10 +107,11 @@ class SSHBackend(Backend):
                                       "resources": self.resources()}
             if memory_limit is not None:
                 kwargs["memory_limit"] = memory_limit
-            specs[f"{self.site.name}-{i}"] = {"cls": Worker, "options": {
+            specs[f"{self.site.name}-{i}"] = {"cls": TimedWorker, "options": {
                 "address": host, "connect_options": self.connect_options(),
                 "kwargs": kwargs, "worker_class": "distributed.Nanny",
-                "remote_python": self.remote_python}}
+                "remote_python": self.remote_python,
+                "start_timeout": self.options.start_timeout}}
         return specs
 
     def start(self, *, name: str, n_workers: int | None, threads_per_worker: int | None,

@@ -82,7 +82,9 @@ def test_ssh_site_lends_specs_with_its_hosts(hybridnb_home):
     opts = next(iter(specs.values()))["options"]
     assert opts["kwargs"]["resources"]["site-rack"] >= 1
     assert opts["kwargs"]["host"] == "10.9.0.2" and opts["kwargs"]["nthreads"] == 2
-    assert opts["connect_options"] == {"port": 2222, "username": "ml", "client_keys": ["/k"]}
+    assert opts["connect_options"] == {"port": 2222, "username": "ml", "client_keys": ["/k"],
+                                       "connect_timeout": 10.0, "login_timeout": 10.0}
+    assert opts["start_timeout"] == 60.0
     assert backend.scheduler_spec(None)["options"]["address"] == "10.9.0.1"
 
 

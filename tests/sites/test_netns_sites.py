@@ -126,6 +126,27 @@ def hybridnb_sum():
     return dask.delayed(sum)(list(range(100)))
 
 
+def test_ssh_remote_python_that_hangs_fails_within_start_timeout(sshd_host, store, tmp_path):
+    """A remote interpreter that never starts (here: a "python" that only sleeps) fails
+    after ``ssh.start_timeout`` with what was being started where — no notebook hang."""
+    hang = tmp_path / "python"
+    hang.write_text("#!/bin/sh\nexec sleep 20\n")
+    hang.chmod(0o755)
+    config = load_config(overrides={"sites": {"rack": {
+        "tier": "private", "backend": "ssh", "tls": False,
+        "ssh": {"hosts": [sshd_host.address], "user": "root",
+                "key": str(sshd_host.client_key), "port": sshd_host.port,
+                "known_hosts": "ignore", "python": str(hang), "start_timeout": 3},
+        "capacity": {"cpu": 1, "memory": "1GiB"}}}})
+    start = time.monotonic()
+    with pytest.raises(hybridnb.OperationError) as info:
+        hybridnb.cluster("rack", n_workers=1, config=config, store=store)
+    assert time.monotonic() - start < 30
+    message = str(info.value)
+    assert "scheduler" in message and sshd_host.address in message
+    assert "start_timeout" in message and str(hang) in message
+
+
 def test_ssh_host_that_refuses_is_a_clear_error(netns_hosts, store):
     (host,) = netns_hosts(1)  # no sshd listens there
     config = load_config(overrides={"sites": {"rack": {
