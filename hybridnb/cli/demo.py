@@ -54,7 +54,8 @@ def summary(records: dict[str, Any]) -> list[str]:
     return lines
 
 
-def demo(epochs: int | None = typer.Option(None, "--epochs",
+def demo(ctx: typer.Context,
+         epochs: int | None = typer.Option(None, "--epochs",
                                            help="Training epochs (default: the notebook's)."),
          requests: int | None = typer.Option(None, "--requests",
                                              help="Requests of generated traffic."),
@@ -63,8 +64,12 @@ def demo(epochs: int | None = typer.Option(None, "--epochs",
          timeout: float = typer.Option(600.0, "--timeout", help="Seconds any cell may run."),
          ) -> None:
     """Run the end-to-end demo (notebooks/00_quickstart.ipynb) and print a summary."""
+    from ..config.handoff import config_for_children
     from ..notebooks.runner import run_notebook
+    from .common import options
 
+    opts = options(ctx)
+    opts.config()  # a bad --config/--set is reported here, before a kernel starts
     notebook = quickstart_notebook()
     out = out.expanduser().resolve()
     parameters: dict[str, Any] = {"out_dir": str(out)}
@@ -73,7 +78,9 @@ def demo(epochs: int | None = typer.Option(None, "--epochs",
     if requests is not None:
         parameters["requests"] = requests
     typer.echo(f"running {notebook.name} headless into {out} …")
-    run = run_notebook(notebook, out / QUICKSTART, parameters, timeout=timeout, report=True)
+    with config_for_children(opts.files, opts.overrides):  # the kernel sees the same config
+        run = run_notebook(notebook, out / QUICKSTART, parameters, timeout=timeout,
+                           report=True)
     if not run.ok:
         where = f" at cell [{run.failed_cell}]" if run.failed_cell is not None else ""
         typer.echo(f"demo {run.outcome.value}{where} after {run.seconds:.0f} s: {run.error}\n"
