@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test demo bench lint format clean
+.PHONY: help install test demo bench bench-peers lint format clean
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
+	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
 
 $(PY):
@@ -35,8 +36,12 @@ demo: install
 	$(VENV)/bin/hybridnb sites list
 	$(VENV)/bin/hybridnb demo
 
-bench: install
+bench: install bench-peers
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+# Peers whose pins clash with ours get their own venv under build/peers/ (see the script).
+bench-peers:
+	bash benchmarks/setup_peers.sh
 
 lint: install
 	$(VENV)/bin/ruff check hybridnb tests benchmarks

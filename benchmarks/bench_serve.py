@@ -1,132 +1,115 @@
-"""Endpoint throughput with wrk: hybridnb (1 replica, batching off) against plain
-FastAPI + uvicorn serving the same 64-256-256-10 MLP (target ratio ≥ 0.9), and
-hybridnb with batching on against off on a compute-bound model (target ≥ 2.5×).
+"""Endpoint serving against its peers, one load generator (wrk) for every server.
 
-Both servers run as subprocesses on loopback; wrk posts the same OIP v2 JSON body at
-32 connections for a few seconds per run, alternating. Besides requests/s, each run
-records the server process's CPU seconds per request (psutil): on a shared machine
-that figure barely moves with other load, while requests/s does.
+1. Overhead: hybridnb (one replica, batching off) against a hand-written FastAPI +
+   uvicorn handler (``_fastapi_model.py``) serving the same 64-256-256-10 MLP weights,
+   at 1, 8 and 32 connections. Targets: throughput ≥ 0.9× at 32 connections; added
+   p50 (hybridnb's p50 − the peer's, same concurrency) ≤ 0.5 ms at 1 and 8.
+2. Batching: hybridnb with batching on against off, at 32 connections, on a
+   compute-bound model. Targets: throughput ≥ 2.5×, p99 ≤ 1.5× (on/off).
+3. KServe's Python model server (``_kserve_model.py``, the ``kserve`` package from its
+   own venv, ``build/peers/kserve``, made by ``benchmarks/setup_peers.sh``) on the same
+   MLP weights, with ``--kserve``: reported, no target.
 
-``--kserve`` also runs KServe's Python model server (``kserve.ModelServer``) on the
-same model, from its own venv ``build/bench/kserve-venv`` (created on first use: kserve
-pins psutil/pandas below this project's requirements); without the flag it is
-reported as not run.
+Every server is a subprocess on a loopback port with one torch thread and the same
+uvicorn options (:func:`hybridnb.serve.server.uvicorn_options`; KServe's own, which
+pick the same parser and loop). After a warm-up round, each round runs every case once,
+in turn; ratios and differences are taken within a round (neighbouring runs see the
+same machine) and their median over rounds is the figure. Each run also records the
+server's CPU seconds per request (psutil), which moves little with other load.
+
+Run: ``python benchmarks/bench_serve.py [--repeat N] [--seconds S] [--kserve]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from _report import alternate, report
+from _report import report
 
-SECONDS = 4
-CONNECTIONS = 32
+HERE = Path(__file__).resolve().parent
+KSERVE_VENV = HERE.parent / "build" / "peers" / "kserve"
+CONNECTIONS = (1, 8, 32)
+BATCH_CONNECTIONS = 32
 
-PEER = r'''
-import sys, numpy as np, torch, uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-import orjson
-torch.set_num_threads(1)
-torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                            torch.nn.ReLU(), torch.nn.Linear(256, 10)).eval()
-app = FastAPI()
-
-@app.post("/v2/models/mlp/infer")
-async def infer(request: Request):
-    body = await request.json()
-    t = body["inputs"][0]
-    x = torch.from_numpy(np.asarray(t["data"], dtype=np.float32).reshape(t["shape"]))
-    with torch.inference_mode():
-        y = model(x).numpy()
-    return Response(orjson.dumps({"model_name": "mlp", "outputs": [{"name": "output",
-        "datatype": "FP32", "shape": list(y.shape), "data": y.ravel().tolist()}]}),
-        media_type="application/json")
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            access_log=False)
-'''
+Result = dict[str, float]
 
 
-KSERVE_PEER = r'''
-import sys, numpy as np, torch, kserve
-from kserve import Model, ModelServer
-torch.set_num_threads(1)
-torch.manual_seed(0)
-net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                          torch.nn.ReLU(), torch.nn.Linear(256, 10)).eval()
+def _wrk(url: str, script: str, connections: int, seconds: float) -> Result:
+    threads = min(connections, 2)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            script,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        start_new_session=True,
+    ).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:  # a server that answers errors fast is not faster
+        raise RuntimeError(f"{bad.group(1)} error responses from {url}:\n{out}")
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+        r"timeout (\d+)",
+        out,
+    )
+    failed = sum(map(int, socket_errors.groups())) if socket_errors else 0
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
-class MLP(Model):
-    def __init__(self):
-        super().__init__("mlp")
-        self.ready = True
+    def percentile(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if m is None:
+            raise RuntimeError(f"no p{p} in wrk's output:\n{out}")
+        return float(m.group(1)) * scale[m.group(2)]
 
-    async def predict(self, payload, headers=None, response_headers=None):
-        if isinstance(payload, (bytes, bytearray)):
-            import orjson
-            payload = orjson.loads(payload)
-        if isinstance(payload, dict):
-            t = payload["inputs"][0]
-            x = np.asarray(t["data"], dtype=np.float32).reshape(t["shape"])
-        else:  # an InferRequest
-            x = payload.inputs[0].as_numpy()
-        with torch.inference_mode():
-            y = net(torch.from_numpy(x)).numpy()
-        return {"model_name": "mlp", "outputs": [{"name": "output", "datatype": "FP32",
-                "shape": list(y.shape), "data": y.ravel().tolist()}]}
-
-ModelServer(http_port=int(sys.argv[1]), grpc_port=int(sys.argv[2]), workers=1).start([MLP()])
-'''
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rps is None or total is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    if failed > 0.01 * float(total.group(1)):  # wrk's 2 s timeout: a stalled server
+        raise RuntimeError(f"{failed} socket errors or timeouts from {url}:\n{out}")
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "requests": float(total.group(1)),
+        "socket_errors": float(failed),
+    }
 
 
-def _kserve_python() -> Path:
-    """The venv holding kserve, created on first use (kserve's pins clash with ours)."""
-    venv = Path(__file__).resolve().parents[1] / "build" / "bench" / "kserve-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "kserve", "torch",
-                        "orjson"], check=True)
-    return python
+def _lua(work: Path, name: str, body: dict) -> str:
+    path = work / f"{name}.lua"
+    path.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+    )
+    return str(path)
 
 
 def _cpu(pid: int) -> float:
     import psutil
 
     procs = [psutil.Process(pid)]
-    procs += procs[0].children(recursive=True)  # kserve's workers, if any
+    procs += procs[0].children(recursive=True)
     return sum(sum(p.cpu_times()[:2]) for p in procs)
-
-
-def _wrk(url: str, body: dict, seconds: int = SECONDS) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                f"wrk.body = {json.dumps(json.dumps(body))}\n")
-        script = f.name
-    try:
-        out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
-                              "-s", script, url], capture_output=True, text=True,
-                             timeout=seconds + 30).stdout
-    finally:
-        os.unlink(script)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = re.search(r"(\d+) requests in", out)
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"{errors.group(1)} non-2xx responses from {url}:\n{out}")
-    return {"rps": rps, "p50_ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else 0.0,
-            "requests": float(total.group(1)) if total else 0.0}
 
 
 def _free_port() -> int:
@@ -137,11 +120,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(url: str, timeout: float = 60) -> None:
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with code {proc.returncode}")
         try:
             httpx.get(url)  # any answer will do (405): it listens
             return
@@ -150,7 +135,72 @@ def _wait(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-def main(repeat: int = 3, kserve: bool = False) -> None:
+def _start_peer(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a peer server on a free loopback port (its last argument); wait until it listens.
+
+    The port is free when picked but the peer binds it later (KServe takes seconds to
+    import), so another process may take it first: then try again on another port.
+    """
+    for attempt in range(3):
+        port = _free_port()
+        # A session of its own, as hybridnb's servers have (start_server): with the
+        # kernel's autogroup scheduling, a session is a CPU-share unit on a busy machine.
+        proc = subprocess.Popen([*argv, str(port)], env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait(url + "/v2/models/mlp/infer", proc)
+            return proc, url
+        except RuntimeError:
+            proc.terminate()
+            proc.wait(10)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _kserve_python() -> Path:
+    python = KSERVE_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run(["bash", str(HERE / "setup_peers.sh")], check=True)
+    return python
+
+
+def _rounds(
+    cases: dict[str, Callable[[], Result]], repeat: int, warmup: int = 1
+) -> dict[str, list[Result]]:
+    """Every case once per round, in turn; the warm-up rounds are dropped."""
+    kept: dict[str, list[Result]] = {name: [] for name in cases}
+    for r in range(warmup + repeat):
+        for name, fn in cases.items():
+            res = fn()
+            print(
+                f"  round {r}{' (warm-up)' if r < warmup else ''} {name}: "
+                f"{res['rps']:.0f} req/s, p50 {res['p50_ms']:.3f} ms, "
+                f"p99 {res['p99_ms']:.3f} ms",
+                flush=True,
+            )
+            if r >= warmup:
+                kept[name].append(res)
+    return kept
+
+
+def _paired(runs: dict[str, list[Result]], a: str, b: str, key: str, op: str) -> float:
+    """Median over rounds of ``a[key] / b[key]`` (op ``/``) or ``a[key] - b[key]``."""
+    pairs = zip(runs[a], runs[b], strict=True)
+    values = [x[key] / y[key] if op == "/" else x[key] - y[key] for x, y in pairs]
+    return statistics.median(values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="measured rounds (default 5)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per run")
+    parser.add_argument("--kserve", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run KServe's server (default: when build/peers/kserve "
+                        "exists; `make bench-peers` makes it)")
+    args = parser.parse_args(argv)
+    if args.kserve is None:
+        args.kserve = (KSERVE_VENV / "bin" / "python").exists()
     os.environ.setdefault("HYBRIDNB_HOME", tempfile.mkdtemp(prefix="hybridnb-bench-"))
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -160,95 +210,132 @@ def main(repeat: int = 3, kserve: bool = False) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     torch.manual_seed(0)
-    mlp = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
-                              torch.nn.Linear(256, 256), torch.nn.ReLU(),
-                              torch.nn.Linear(256, 10))
-    small = bundle(mlp, torch.zeros(1, 64), work / "mlp", name="mlp")
-    big = bundle(torch.nn.Sequential(torch.nn.Linear(256, 4096), torch.nn.ReLU(),
-                                     torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
-                                     torch.nn.Linear(4096, 10)),
-                 torch.zeros(1, 256), work / "big", name="big")
-    body64 = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                          "data": [0.5] * 64}]}
-    body256 = {"inputs": [{"name": "input", "shape": [1, 256], "datatype": "FP32",
-                           "data": [0.5] * 256}]}
-    port = _free_port()
-    peer_file = work / "peer.py"
-    peer_file.write_text(PEER)
-    peer = subprocess.Popen([sys.executable, str(peer_file), str(port)])
-    kpeer = None
-    if kserve:
-        kport = _free_port()
-        (work / "kserve_peer.py").write_text(KSERVE_PEER)
-        kpeer = subprocess.Popen([str(_kserve_python()), str(work / "kserve_peer.py"),
-                                  str(kport), str(_free_port())])
+    mlp = bundle(
+        torch.nn.Sequential(
+            torch.nn.Linear(64, 256),
+            torch.nn.ReLU(),
+            torch.nn.Linear(256, 256),
+            torch.nn.ReLU(),
+            torch.nn.Linear(256, 10),
+        ),
+        torch.zeros(1, 64),
+        work / "mlp",
+        name="mlp",
+    )
+    big = bundle(
+        torch.nn.Sequential(
+            torch.nn.Linear(256, 4096),
+            torch.nn.ReLU(),
+            torch.nn.Linear(4096, 4096),
+            torch.nn.ReLU(),
+            torch.nn.Linear(4096, 10),
+        ),
+        torch.zeros(1, 256),
+        work / "big",
+        name="big",
+    )
+    body64 = _lua(
+        work,
+        "mlp",
+        {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]},
+    )
+    body256 = _lua(
+        work,
+        "big",
+        {"inputs": [{"name": "input", "shape": [1, 256], "datatype": "FP32", "data": [0.5] * 256}]},
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    peers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     servers = []
     try:
-        peer_url = f"http://127.0.0.1:{port}/v2/models/mlp/infer"
-        _wait(peer_url)
         off = ServeSettings(batching=False, threads=1)
-        servers.append(start_server(small.path, settings=off, record=False))
+        servers.append(start_server(mlp.path, settings=off, record=False, name="hybridnb"))
         servers.append(start_server(big.path, settings=off, record=False, name="big-off"))
-        servers.append(start_server(big.path, record=False, name="big-on", settings=ServeSettings(
-            max_batch_size=32, max_latency_ms=5, threads=1)))
-        hyb, big_off, big_on = (s.url for s in servers)
-        figures_raw: dict[str, list[dict[str, float]]] = {}
+        servers.append(
+            start_server(
+                big.path,
+                record=False,
+                name="big-on",
+                settings=ServeSettings(max_batch_size=32, max_latency_ms=5, threads=1),
+            )
+        )
+        peers["fastapi"] = _start_peer(
+            [sys.executable, str(HERE / "_fastapi_model.py"), str(mlp.path)], env
+        )
+        if args.kserve:
+            peers["kserve"] = _start_peer(
+                [str(_kserve_python()), str(HERE / "_kserve_model.py"), str(mlp.path)],
+                {**env, "PYTHONPATH": str(HERE)},
+            )
+        targets = {"hybridnb": (servers[0].pid, servers[0].url)}
+        targets.update({name: (proc.pid, url) for name, (proc, url) in peers.items()})
 
-        def case(name: str, url: str, body: dict, pid: int):
-            def go() -> float:
+        def case(pid: int, url: str, script: str, connections: int) -> Callable[[], Result]:
+            def run() -> Result:
                 before = _cpu(pid)
-                res = _wrk(url, body)
+                res = _wrk(url, script, connections, args.seconds)
                 res["cpu_us_per_request"] = (_cpu(pid) - before) / max(res["requests"], 1) * 1e6
-                figures_raw.setdefault(name, []).append(res)
-                return res["rps"]
-            return go
+                return res
+
+            return run
 
         cases = {
-            "fastapi+uvicorn rps": case("fastapi", peer_url, body64, peer.pid),
-            "hybridnb (no batching) rps": case("hybridnb", hyb + "/v2/models/mlp/infer",
-                                               body64, servers[0].pid),
-            "big model, batching off rps": case("off", big_off + "/v2/models/big/infer",
-                                                body256, servers[1].pid),
-            "big model, batching on rps": case("on", big_on + "/v2/models/big/infer",
-                                               body256, servers[2].pid),
+            f"{name} c={c}": case(pid, url + "/v2/models/mlp/infer", body64, c)
+            for c in CONNECTIONS
+            for name, (pid, url) in targets.items()
         }
-        if kpeer is not None:
-            kurl = f"http://127.0.0.1:{kport}/v2/models/mlp/infer"
-            _wait(kurl, timeout=120)
-            cases["kserve model server rps"] = case("kserve", kurl, body64, kpeer.pid)
-        raw = alternate(cases, repeat, warmup=1)
+        for name, srv in (("batching off", servers[1]), ("batching on", servers[2])):
+            cases[f"big, {name} c={BATCH_CONNECTIONS}"] = case(
+                srv.pid, srv.url + "/v2/models/big/infer", body256, BATCH_CONNECTIONS
+            )
+        runs = _rounds(cases, args.repeat)
     finally:
         for s in servers:
             s.stop(grace=10)
-        for proc in (peer, kpeer):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(10)
+        for proc, _ in peers.values():
+            proc.terminate()
+            proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(name: str, key: str) -> float:
-        values = sorted(r[key] for r in figures_raw[name][1:])  # [0] is the warm-up
-        return values[len(values) // 2]
-
-    figures = {
-        "ratio hybridnb/fastapi rps": med("hybridnb", "rps") / med("fastapi", "rps"),
-        "p50 ms fastapi": med("fastapi", "p50_ms"),
-        "p50 ms hybridnb": med("hybridnb", "p50_ms"),
-        "added p50 ms": med("hybridnb", "p50_ms") - med("fastapi", "p50_ms"),
-        "batching on/off rps": med("on", "rps") / med("off", "rps"),
-        "cpu us/request fastapi": med("fastapi", "cpu_us_per_request"),
-        "cpu us/request hybridnb": med("hybridnb", "cpu_us_per_request"),
-        "ratio cpu/request fastapi/hybridnb": med("fastapi", "cpu_us_per_request")
-        / med("hybridnb", "cpu_us_per_request"),
+    figures: dict[str, float] = {}
+    for peer in [p for p in targets if p != "hybridnb"]:
+        for c in CONNECTIONS:
+            a, b = f"hybridnb c={c}", f"{peer} c={c}"
+            figures[f"hybridnb/{peer} rps c={c}"] = _paired(runs, a, b, "rps", "/")
+            figures[f"added p50 ms vs {peer} c={c}"] = _paired(runs, a, b, "p50_ms", "-")
+        figures[f"cpu us/req {peer} c=32"] = statistics.median(
+            r["cpu_us_per_request"] for r in runs[f"{peer} c=32"]
+        )
+    figures["cpu us/req hybridnb c=32"] = statistics.median(
+        r["cpu_us_per_request"] for r in runs["hybridnb c=32"]
+    )
+    on, off_ = f"big, batching on c={BATCH_CONNECTIONS}", f"big, batching off c={BATCH_CONNECTIONS}"
+    figures["batching on/off rps"] = _paired(runs, on, off_, "rps", "/")
+    figures["batching on/off p99"] = _paired(runs, on, off_, "p99_ms", "/")
+    if "kserve" not in targets:
+        print("kserve model server: not run (pass --kserve; setup: benchmarks/setup_peers.sh)")
+    raw = {
+        f"{name} {key}": [r[key] for r in results]
+        for name, results in runs.items()
+        for key in ("rps", "p50_ms", "p99_ms")
     }
-    if "kserve" in figures_raw:
-        figures["ratio hybridnb/kserve rps"] = med("hybridnb", "rps") / med("kserve", "rps")
-    else:
-        print("kserve model server: not run (pass --kserve)")
-    report("serve", raw, figures, {"ratio hybridnb/fastapi rps": ">= 0.9",
-                                   "batching on/off rps": ">= 2.5"}, unit="req/s")
+    report(
+        "serve",
+        raw,
+        figures,
+        {
+            "hybridnb/fastapi rps c=32": ">= 0.9",
+            "added p50 ms vs fastapi c=1": "<= 0.5",
+            "added p50 ms vs fastapi c=8": "<= 0.5",
+            "batching on/off rps": ">= 2.5",
+            "batching on/off p99": "<= 1.5",
+        },
+        unit="",
+    )
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--kserve"]
-    main(int(args[0]) if args else 3, kserve="--kserve" in sys.argv)
+    main()

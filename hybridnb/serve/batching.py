@@ -99,8 +99,13 @@ class Batcher:
             self._executor.submit(torch.set_num_threads, self.threads).result()
         if self.batching:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
-        elif self.inline_max_ms > 0 and self.example is not None:
-            self.inline = await self._probe_inline()
+        else:
+            if self.metrics is not None:
+                # Read at scrape time: no gauge writes (each takes a lock) per request.
+                self.metrics.in_flight.set_function(lambda: min(self._outstanding, 1))
+                self.metrics.queue_depth.set_function(lambda: max(self._outstanding - 1, 0))
+            if self.inline_max_ms > 0 and self.example is not None:
+                self.inline = await self._probe_inline()
         self._started = True
 
     async def _probe_inline(self) -> bool:
@@ -161,11 +166,9 @@ class Batcher:
     async def _direct(self, x: torch.Tensor, timeout: float | None) -> torch.Tensor:
         """Batching off: run ``x`` alone, inline or with one hop to the model thread."""
         rows = int(x.shape[0])
-        metrics = self.metrics
         self._outstanding += 1
-        if metrics is not None:
-            metrics.batch_size.observe(rows)
-            self._direct_gauges()
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(rows)
         try:
             if self.inline:
                 out = self._run([x])
@@ -182,17 +185,10 @@ class Batcher:
         finally:
             self._outstanding -= 1
             self.batches += 1
-            if metrics is not None:
-                self._direct_gauges()
         if getattr(out, "shape", (None,))[0] != rows:
             raise RuntimeError(f"the model returned {getattr(out, 'shape', '?')} for "
                                f"{rows} rows")
         return out
-
-    def _direct_gauges(self) -> None:
-        assert self.metrics is not None
-        self.metrics.in_flight.set(min(self._outstanding, 1))
-        self.metrics.queue_depth.set(max(self._outstanding - 1, 0))
 
     def _set_queue_depth(self) -> None:
         if self.metrics is not None:

@@ -131,10 +131,16 @@ def least_connections(reps: list[Replica], pool: ReplicaPool) -> Replica:
     return ties[pool.next_turn() % len(ties)]
 
 
+def _expected_wait(r: Replica) -> float:
+    if r.requests:
+        return r.ewma_s * (r.in_flight + 1)
+    # Not yet measured: tried once at once (no replica starves unmeasured), then left
+    # alone until that first answer comes; a replica that hangs must not draw everything.
+    return 0.0 if r.in_flight == 0 else float("inf")
+
+
 def least_response_time(reps: list[Replica], pool: ReplicaPool) -> Replica:
-    # A replica not yet measured scores 0 and gets tried: no replica starves unmeasured.
-    return min(reps, key=lambda r: (r.ewma_s * (r.in_flight + 1), r.in_flight,
-                                    random.random()))
+    return min(reps, key=lambda r: (_expected_wait(r), r.in_flight, random.random()))
 
 
 def power_of_two(reps: list[Replica], pool: ReplicaPool) -> Replica:

@@ -49,6 +49,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_options() -> dict[str, Any]:
+    """The uvicorn settings every endpoint server (and the benchmark's peers) runs with.
+
+    The C parser (``httptools``) and ``uvloop`` when installed (uvicorn's ``auto`` would
+    pick them too; naming them makes a benchmark peer's settings provably the same), no
+    access log (a line per request costs more than a small model's call) and no
+    ``Server`` header.
+
+    >>> sorted(uvicorn_options())
+    ['access_log', 'http', 'loop', 'server_header']
+    """
+    from importlib.util import find_spec
+
+    return {"http": "httptools" if find_spec("httptools") else "h11",
+            "loop": "uvloop" if find_spec("uvloop") else "asyncio",
+            "access_log": False, "server_header": False}
+
+
 def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
                  ready_file: Path | None = None) -> uvicorn.Server:
     import uvicorn
@@ -76,9 +94,9 @@ def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
                 tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port}))
                 tmp.replace(ready_file)  # the reader never sees half a file
 
-    config = uvicorn.Config(app, log_config=log_config, access_log=False,
+    config = uvicorn.Config(app, log_config=log_config,
                             timeout_graceful_shutdown=int(max(1, drain_timeout_s)),
-                            lifespan="on", server_header=False)
+                            lifespan="on", **uvicorn_options())
     return Server(config)
 
 

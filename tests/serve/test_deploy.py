@@ -52,6 +52,11 @@ def test_policies_prefer_the_idle_and_fast_replica():
     for rep, ms in ((a, 50), (b, 1), (c, 20)):
         rep.in_flight, rep.requests, rep.ewma_s = 0, 10, ms / 1000
     assert {POLICIES["least_response_time"](reps, pool).url for _ in range(10)} == {b.url}
+    d = pool.add("http://127.0.0.1:4")  # new: tried first, then not again until it answers
+    assert POLICIES["least_response_time"]([*reps, d], pool) is d
+    d.in_flight = 1
+    assert POLICIES["least_response_time"]([*reps, d], pool) is b
+    pool.remove(d)
     a.in_flight, b.in_flight, c.in_flight = 9, 9, 0
     picks = [POLICIES["power_of_two"](reps, pool).url for _ in range(60)]
     assert picks.count(c.url) > 30  # c wins whenever it is one of the two drawn

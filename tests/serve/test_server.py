@@ -193,6 +193,29 @@ def test_backpressure_is_deterministic(mlp, serve):
             assert "hybridnb_endpoint_rejected_total 3.0" in c.get("/metrics").text
 
 
+def test_gauges_without_batching_follow_the_requests(mlp, serve):
+    # Batching off reads the gauges at scrape time: they must still show the request
+    # in the model and the one waiting for it, and fall back to zero afterwards.
+    _, b = mlp
+    with gated(b) as (blocked, gate):
+        srv = serve(blocked, batching=False, inline_max_ms=0, max_in_flight=1, max_queue=2)
+        xs = [np.full((1, 8), i, np.float32) for i in range(2)]
+        with cf.ThreadPoolExecutor(2) as pool, httpx.Client(base_url=srv.url) as c:
+            futs = [pool.submit(httpx.post, srv.url + INFER, json=infer_body(x), timeout=30)
+                    for x in xs]
+            deadline = time.monotonic() + 10
+            while not {"hybridnb_endpoint_in_flight 1.0",
+                       "hybridnb_endpoint_queue_depth 1.0"} <= set(
+                           c.get("/metrics").text.splitlines()):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            gate.event.set()
+            assert [f.result(30).status_code for f in futs] == [200, 200]
+            lines = set(c.get("/metrics").text.splitlines())
+        assert {"hybridnb_endpoint_in_flight 0.0", "hybridnb_endpoint_queue_depth 0.0",
+                "hybridnb_endpoint_batch_size_count 2.0"} <= lines
+
+
 def test_timeout_is_504_and_frees_the_slot(mlp, serve):
     _, b = mlp
     with gated(b) as (blocked, gate):
