@@ -3,6 +3,10 @@
 Outcomes and the CLI's exit codes: ``succeeded`` 0, bad input 2, ``failed`` (a cell
 raised) 3, ``timeout`` (a cell ran past ``timeout``) 4, ``dead_kernel`` 5. The output
 notebook is kept in every case; papermill marks the cell where it stopped.
+
+Runs go through hybridnb's papermill engine (:mod:`hybridnb.notebooks.engine`): it saves
+the output every few seconds instead of around every cell, and gives each kernel its own
+environment and working directory, so runs may share a process (a sweep's threads).
 """
 
 from __future__ import annotations
@@ -137,17 +141,23 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
                  parameters: dict[str, Any] | None = None, *, timeout: float | None = None,
                  kernel_name: str | None = None, cwd: str | Path | None = None,
                  report: bool = False, record: bool = True, store: Any = None,
-                 site: str = "local") -> NotebookRun:
+                 site: str = "local", save_every: float | None = None) -> NotebookRun:
     """Execute ``notebook`` with papermill and return what happened.
 
     Parameters
     ----------
     timeout:
         Seconds any one cell may run (``None``: no limit).
+    cwd:
+        The kernel's working directory (default: this process's).
     report:
         Also write an HTML report (figures inlined) next to the output notebook.
     record:
         Record the run in the state store (``hybridnb ps``).
+    save_every:
+        Seconds between saves of the partial output while cells run (``None``: the
+        engine's default, :data:`hybridnb.notebooks.engine.SAVE_EVERY`); the output is
+        always saved when the run ends, however it ends.
 
     Examples
     --------
@@ -159,12 +169,16 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     from ..state import Kind, StateStore, Status
+    from .engine import ENGINE
 
     src = Path(notebook)
     if not src.is_file():
         raise UsageError(f"notebook not found: {src}")
     if src.suffix != ".ipynb":
         raise UsageError(f"{src} is not a notebook (.ipynb)")
+    if cwd is not None and not Path(cwd).is_dir():
+        raise UsageError(f"cwd={str(cwd)!r} is not a directory: give the directory the "
+                         "notebook's kernel should start in")
     params = dict(parameters or {})
     warnings = check_parameters(src, params)
     for w in warnings:
@@ -177,29 +191,34 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
                  status=Status.running) if st else None
     fd, record_file = tempfile.mkstemp(prefix="hybridnb-records-", suffix=".jsonl")
     os.close(fd)
-    previous = os.environ.get(RECORD_ENV)
-    os.environ[RECORD_ENV] = record_file  # the kernel inherits this process's environment
+    # The kernel alone gets the record file: this process's environment stays as it is,
+    # so runs in several threads of one process (a sweep) never see each other's file.
+    kernel_env = {**os.environ, RECORD_ENV: record_file}
     start = time.perf_counter()
     outcome, error, failed_cell = Outcome.succeeded, None, None
     try:
-        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name,
-                            progress_bar=False, log_output=False,
-                            cwd=str(cwd) if cwd else None, execution_timeout=timeout)
+        # Absolute paths: papermill resolves relative ones against a working directory
+        # that it may change while the notebook runs.
+        pm.execute_notebook(str(src.resolve()), str(out.resolve()), parameters=params,
+                            engine_name=ENGINE, kernel_name=kernel_name, progress_bar=False,
+                            log_output=False, execution_timeout=timeout,
+                            kernel_env=kernel_env,
+                            kernel_cwd=str(Path(cwd).resolve()) if cwd else None,
+                            save_every=save_every)
     except pm.PapermillExecutionError as exc:
         outcome, failed_cell = Outcome.failed, exc.exec_count
         error = f"{exc.ename}: {exc.evalue}"
         if exc.ename == "DeadKernelError":
             outcome = Outcome.dead_kernel
     except CellTimeoutError as exc:
-        outcome, error = Outcome.timeout, f"a cell ran past {timeout:g} s: {exc}"
+        limit = f"{timeout:g} s" if timeout else "its time limit"
+        outcome, error = Outcome.timeout, f"a cell ran past {limit}: {exc}"
+        failed_cell = stopped_at(out)
     except DeadKernelError as exc:
         outcome, error = Outcome.dead_kernel, f"the kernel died: {exc}"
+        failed_cell = stopped_at(out)
     finally:
         seconds = time.perf_counter() - start
-        if previous is None:
-            os.environ.pop(RECORD_ENV, None)
-        else:
-            os.environ[RECORD_ENV] = previous
         records = read_records(record_file)
         os.unlink(record_file)
     report_path = write_report(out) if report and out.exists() else None
@@ -208,6 +227,24 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
                   else Status.failed, error=error, message=outcome.value)
     return NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
                        warnings, report_path, rec.id if rec else None)
+
+
+def stopped_at(notebook: Path) -> int | None:
+    """The execution count of the cell where an executed notebook stopped, if any.
+
+    That is the first cell papermill's metadata marks ``failed`` (hybridnb's engine also
+    marks a cell stopped by a timeout or a dead kernel).
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except (OSError, ValueError):
+        return None
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
+            return cell.get("execution_count")
+    return None
 
 
 def write_report(notebook: Path) -> Path:

@@ -1,8 +1,13 @@
 """Parameter sweeps: every combination of a grid, run in parallel on a Dask cluster.
 
-Each run executes in its own kernel (papermill starts and shuts one down per run) inside
-a Dask worker process, with a timeout and retries; what each run recorded with
-``hybridnb.record`` lands in one results table, written as CSV and Parquet.
+Each run executes in its own kernel (papermill starts and shuts one down per run) from a
+Dask task, with a timeout and retries; what each run recorded with ``hybridnb.record``
+lands in one results table, written as CSV and Parquet.
+
+Without ``cluster=``, a sweep starts a local cluster of worker *threads*
+(``processes=False``): a task only drives a kernel, which is a process of its own, so
+worker processes would add seconds of start-up (each imports Dask, papermill and
+hybridnb) and isolate nothing. Pass ``cluster=`` to run the sweep on any other cluster.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import UsageError
 
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
     from ..sites import ClusterHandle
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -72,12 +78,38 @@ def _run_one(notebook: str, output: str, params: dict[str, Any], timeout: float 
     attempts = 0
     while True:
         attempts += 1
-        run = run_notebook(notebook, output, params, timeout=timeout, record=False)
+        run = _own_event_loop(run_notebook, notebook, output, params, timeout=timeout,
+                              record=False)
         if run.ok or attempts > retries:
             break
     return {**params, "outcome": run.outcome.value, "attempts": attempts,
             "seconds": round(run.seconds, 3), "error": run.error, "output": str(run.output),
             **{f"record.{k}": v for k, v in run.records.items()}}
+
+
+def _own_event_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn`` in a fresh context with an event loop of its own, closed afterwards.
+
+    nbclient runs its coroutines on the event loop that jupyter_core keeps in a context
+    variable. Dask copies the submitting context into each task, so two worker threads
+    would find the same loop, and the second to use it fails ("This event loop is
+    already running"); a fresh context makes jupyter_core start a loop for this run.
+    """
+    import asyncio
+    import contextvars
+
+    from jupyter_core.utils import ensure_event_loop
+
+    def call() -> T:
+        loop = ensure_event_loop()  # registers the loop in this (fresh) context
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    return contextvars.Context().run(call)
 
 
 @dataclass
@@ -108,6 +140,22 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
           cluster: ClusterHandle | None = None) -> SweepResult:
     """Run ``notebook`` for every point of ``grid``, ``parallel`` at a time.
 
+    Parameters
+    ----------
+    grid:
+        Parameter name → values; every combination is one run.
+    out:
+        Directory for the output notebooks (``runs/``) and ``results.csv``/``.parquet``.
+    parallel:
+        Runs at once on the sweep's own cluster (ignored with ``cluster=``, whose
+        worker threads decide).
+    timeout, retries:
+        Seconds any one cell may run; how often a failed or timed-out run is retried.
+    parameters:
+        Fixed parameters of every run.
+    cluster:
+        Run on this cluster instead of a local one started (and closed) for the sweep.
+
     Examples
     --------
     >>> res = sweep("notebooks/03_distributed_training.ipynb",         # doctest: +SKIP
@@ -133,8 +181,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     own = cluster is None
-    handle = cluster or start_cluster("local", n_workers=parallel, threads_per_worker=1,
-                                      name=f"sweep-{src.stem}"[:40])
+    handle = cluster or start_cluster("local", n_workers=1, threads_per_worker=parallel,
+                                      processes=False, name=f"sweep-{src.stem}"[:40])
     rows: list[dict[str, Any]] = []
     try:
         futures = {

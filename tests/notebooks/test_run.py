@@ -12,8 +12,7 @@ from hybridnb.cli import main
 from hybridnb.errors import UsageError
 from hybridnb.notebooks.runner import run_notebook
 from hybridnb.state import StateStore
-
-from .conftest import make_notebook
+from hybridnb.testing.notebooks import make_notebook
 
 
 def kernels_alive():
@@ -84,9 +83,9 @@ def test_parameters_file_and_report(notebook, hybridnb_home, capsys):
 def test_secret_never_reaches_the_output(hybridnb_home, monkeypatch):
     value = "s3cr3t-value-9f8e7d"
     monkeypatch.setenv("HYBRIDNB_SECRET_API_TOKEN", value)
-    nb = make_notebook(hybridnb_home / "work" / "s.ipynb", "n = 1",
-                       "import hybridnb\ntok = hybridnb.secret('api_token')\nprint(tok)\ntok",
-                       "print(len(tok.reveal()))")
+    nb = make_notebook(hybridnb_home / "work" / "s.ipynb",
+                       ["import hybridnb\ntok = hybridnb.secret('api_token')\nprint(tok)\ntok",
+                        "print(len(tok.reveal()))"], parameters="n = 1")
     run = run_notebook(nb, parameters={"n": 2}, report=True)
     assert run.ok
     for path in (run.output, run.report):
@@ -109,3 +108,41 @@ def test_secrets_file_must_be_private(hybridnb_home):
     assert secret("db_password").reveal() == "pw123"
     with pytest.raises(UsageError, match="no secret 'nope'"):
         secret("nope")
+
+
+def _peek_notebook(hybridnb_home):
+    """A notebook whose last cell reads its own output file as saved so far."""
+    return make_notebook(
+        hybridnb_home / "work" / "peek.ipynb",
+        ["print('first', 'cell', 'ran')",
+         "import hybridnb, pathlib\n"
+         "printed = ' '.join(['first', 'cell', 'ran'])  # not in any cell's source\n"
+         "hybridnb.record('saved', printed in pathlib.Path(out).read_text())"],
+        parameters="out = ''")
+
+
+@pytest.mark.parametrize(("save_every", "saved"), [(0.0, True), (3600.0, False)])
+def test_partial_output_is_saved_every_save_every_seconds(hybridnb_home, save_every, saved):
+    nb = _peek_notebook(hybridnb_home)
+    out = hybridnb_home / "work" / "peek.out.ipynb"
+    run = run_notebook(nb, out, {"out": str(out)}, record=False, save_every=save_every)
+    assert run.ok and run.records == {"saved": saved}
+    # Whatever was saved while it ran, the end of the run saves everything.
+    assert "first cell ran" in out.read_text()
+
+
+def test_timed_out_cell_is_marked_where_it_stopped(notebook, capsys):
+    assert main(["run", str(notebook), "-p", "sleep", "30.0", "--timeout", "2"]) == 4
+    assert "at cell [3]" in capsys.readouterr().err  # parameters, injected parameters, sleep
+    out = nbformat.read(notebook.with_name("train.output.ipynb"), as_version=4)
+    status = [c.metadata.papermill["status"] for c in out.cells]
+    assert status == ["completed", "completed", "failed", "pending", "pending", "pending"]
+
+
+def test_bad_cwd_and_kernel_cwd(notebook, hybridnb_home, capsys):
+    with pytest.raises(UsageError, match="not a directory"):
+        run_notebook(notebook, cwd=hybridnb_home / "nope")
+    nb = make_notebook(hybridnb_home / "work" / "cwd.ipynb",
+                       ["import os, hybridnb\nhybridnb.record('cwd', os.getcwd())"])
+    run = run_notebook(nb, cwd=hybridnb_home, record=False)
+    assert run.records == {"cwd": str(hybridnb_home.resolve())}

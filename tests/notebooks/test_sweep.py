@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import pandas as pd
 import psutil
 
 from hybridnb.cli import main
 from hybridnb.notebooks.sweep import grid_points, parse_grid, sweep
+from hybridnb.sites import cluster
+from hybridnb.testing.notebooks import make_notebook
 
 
 def test_grid_helpers():
@@ -40,3 +45,26 @@ def test_sweep_cli_with_a_timed_out_run(notebook, hybridnb_home, capsys):
     text = capsys.readouterr().out
     assert "timeout" in text and "succeeded" in text
     assert (out / "results.csv").exists()
+
+
+def test_parallel_runs_keep_their_own_records_and_leak_nothing(hybridnb_home):
+    # Runs share the sweep's process (worker threads): each kernel must still get its
+    # own record file, and kernels, sockets and threads must all be gone afterwards.
+    nb = make_notebook(hybridnb_home / "work" / "seed.ipynb",
+                       ["import time, hybridnb\ntime.sleep(0.3)\nhybridnb.record('seed', seed)"],
+                       parameters="seed = 0")
+    me = psutil.Process()
+
+    def resources():
+        gc.collect()
+        return me.num_fds(), threading.active_count(), len(me.children(recursive=True))
+
+    first = sweep(nb, {"seed": [1, 2, 3, 4]}, out=hybridnb_home / "s1", parallel=2)
+    assert first.table["record.seed"].tolist() == first.table["seed"].tolist()
+    after_first = resources()
+    with cluster("local", n_workers=1, threads_per_worker=2, processes=False) as mine:
+        second = sweep(nb, {"seed": [5, 6]}, out=hybridnb_home / "s2", cluster=mine)
+        assert mine.client.status == "running"  # a cluster given is the caller's to close
+    assert second.table["record.seed"].tolist() == [5, 6]
+    assert resources() == after_first
+    assert after_first[2] == 0
