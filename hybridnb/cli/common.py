@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,15 @@ class Options:
         from ..config import load_config
 
         return load_config(*self.files, overrides=self.overrides)
+
+    def for_children(self) -> AbstractContextManager[Path | None]:
+        """Hand ``--config``/``--set`` to the processes started inside the ``with``
+        (notebook kernels): see :mod:`hybridnb.config.handoff`. A bad layer is reported
+        here, before anything starts."""
+        from ..config.handoff import config_for_children
+
+        self.config()
+        return config_for_children(self.files, self.overrides)
 
 
 def options(ctx: typer.Context) -> Options:

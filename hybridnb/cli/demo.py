@@ -64,12 +64,9 @@ def demo(ctx: typer.Context,
          timeout: float = typer.Option(600.0, "--timeout", help="Seconds any cell may run."),
          ) -> None:
     """Run the end-to-end demo (notebooks/00_quickstart.ipynb) and print a summary."""
-    from ..config.handoff import config_for_children
     from ..notebooks.runner import run_notebook
     from .common import options
 
-    opts = options(ctx)
-    opts.config()  # a bad --config/--set is reported here, before a kernel starts
     notebook = quickstart_notebook()
     out = out.expanduser().resolve()
     parameters: dict[str, Any] = {"out_dir": str(out)}
@@ -78,7 +75,7 @@ def demo(ctx: typer.Context,
     if requests is not None:
         parameters["requests"] = requests
     typer.echo(f"running {notebook.name} headless into {out} …")
-    with config_for_children(opts.files, opts.overrides):  # the kernel sees the same config
+    with options(ctx).for_children():  # the kernel sees the same config
         run = run_notebook(notebook, out / QUICKSTART, parameters, timeout=timeout,
                            report=True)
     if not run.ok:

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..errors import UsageError
+from .common import options
 
 EXIT_HELP = "Exit codes: 0 ok, 2 bad input, 3 a cell raised, 4 timeout, 5 the kernel died."
 
@@ -81,8 +82,9 @@ def run(ctx: typer.Context,
         return
     if render is not None:
         raise UsageError("--render writes a Kubernetes Job: give --site with a kubernetes site")
-    result = run_notebook(notebook, output, _parameters(flat, param_file), timeout=timeout,
-                          report=report, site=site)
+    with options(ctx).for_children():  # the kernel resolves the same configuration
+        result = run_notebook(notebook, output, _parameters(flat, param_file),
+                              timeout=timeout, report=report, site=site)
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(f"{result.outcome.value}: {result.output} ({result.seconds:.1f} s)")
@@ -103,7 +105,6 @@ def _run_on_kubernetes(ctx: typer.Context, notebook: Path, parameters: dict[str,
     import yaml
 
     from ..notebooks.k8s import notebook_job, submit_notebook
-    from .common import options
 
     config = options(ctx).config()
     opts = config.site(site).kubernetes
@@ -141,8 +142,10 @@ def sweep(ctx: typer.Context,
     flat, rest = pairs(list(ctx.args))
     if rest:
         raise UsageError(f"unexpected arguments: {' '.join(rest)}")
-    result = run_sweep(notebook, parse_grid(grid), out=out, parallel=parallel,
-                       timeout=timeout, retries=retries, parameters=_parameters(flat, []))
+    with options(ctx).for_children():  # every run's kernel resolves the same configuration
+        result = run_sweep(notebook, parse_grid(grid), out=out, parallel=parallel,
+                           timeout=timeout, retries=retries,
+                           parameters=_parameters(flat, []))
     typer.echo(result.table.to_string(index=False))
     typer.echo(f"{result!r}\nresults: {result.csv}, {result.parquet}")
     if len(result.failed):

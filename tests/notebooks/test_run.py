@@ -146,3 +146,20 @@ def test_bad_cwd_and_kernel_cwd(notebook, hybridnb_home, capsys):
                        ["import os, hybridnb\nhybridnb.record('cwd', os.getcwd())"])
     run = run_notebook(nb, cwd=hybridnb_home, record=False)
     assert run.records == {"cwd": str(hybridnb_home.resolve())}
+
+
+def test_config_and_set_reach_the_kernel(hybridnb_home, capsys):
+    """``hybridnb --config F --set K=V run``: the kernel's load_config() sees both."""
+    team = hybridnb_home / "team.yaml"
+    team.write_text("sites:\n  edge1: {tier: edge, capacity: {cpu: 1, memory: 1GiB}}\n")
+    nb = make_notebook(
+        hybridnb_home / "work" / "config.ipynb",
+        ["import hybridnb\nc = hybridnb.load_config()\n"
+         "hybridnb.record('cpu', c.site('local').capacity.cpu)\n"
+         "hybridnb.record('sites', sorted(c.sites))"])
+    args = ["--config", str(team), "--set", "sites.local.capacity.cpu=3", "run", str(nb)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "cpu = 3" in out and "sites = ['edge1', 'local']" in out
+    assert main(["--set", "sites.local.capacity.cpu=-1", "run", str(nb)]) == 2
+    assert "cpu" in capsys.readouterr().err
