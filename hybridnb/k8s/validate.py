@@ -8,7 +8,8 @@
   ``x-kubernetes-preserve-unknown-fields``; any other object field is unknown, as with
   ``kubectl apply --validate=strict``. The Dask CRDs (``DaskCluster``, ``DaskWorkerGroup``,
   ``DaskJob``, ``DaskAutoscaler``) come from the helm chart inside the dask-kubernetes
-  package; others are added with :func:`register_crd_schema` or :func:`register_crd`.
+  package; Kubeflow's ``PyTorchJob`` ships with hybridnb (``hybridnb/k8s/schemas/``);
+  others are added with :func:`register_crd_schema` or :func:`register_crd`.
 - Every kind: ``metadata`` names, namespaces and labels follow the DNS and label rules.
 
 The Dask CRDs embed the PodSpec of Kubernetes 1.21, so pod fields added later (e.g.
@@ -53,6 +54,8 @@ _NAME_RULES: dict[str, tuple[str, int]] = {
     "Service": ("dns-1035", 63), "Namespace": ("dns-1123-label", 63),
     # The operator names the scheduler Service "<name>-scheduler" (63 - 10 characters).
     "DaskCluster": ("dns-1123-label", 53),
+    # The training operator's webhook: a PyTorchJob's name is a DNS-1035 label.
+    "PyTorchJob": ("dns-1035", 63),
 }
 
 
@@ -128,8 +131,10 @@ def _name_problem(value: Any, rule: str, max_length: int) -> str | None:
     if len(value) > max_length or not pattern.match(value):
         what = {"dns-1035": "DNS-1035 label", "dns-1123-label": "DNS-1123 label",
                 "dns-1123-subdomain": "DNS-1123 subdomain"}[rule]
+        first = "a letter" if rule == "dns-1035" else "a letter or digit"
         return (f"{value!r} is not a valid {what}: at most {max_length} lower-case "
-                "letters, digits and '-', starting and ending with a letter or digit")
+                f"letters, digits and '-', starting with {first} and ending with a letter "
+                "or digit")
     return None
 
 
@@ -330,6 +335,29 @@ for _kind, _file in (("DaskCluster", "daskcluster.yaml"), ("DaskJob", "daskjob.y
                      ("DaskAutoscaler", "daskautoscaler.yaml")):
     register_crd_schema("kubernetes.dask.org", "v1", _kind, _dask_crd_loader(_file, "v1"))
 
+#: CRD schemas shipped with hybridnb (package data), each with a header naming its source.
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+#: The values the training operator acts on (its CRD says only "string"; they are listed in
+#: the field's description). Stricter than the API server, which would accept a typo.
+PYTORCHJOB_RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
+
+
+def _pytorchjob_schema() -> Mapping[str, Any]:
+    """The Kubeflow ``PyTorchJob`` CRD schema (training-operator v1.9.0) and webhook rules.
+
+    The operator's admission webhook accepts only ``Master`` and ``Worker`` replica types;
+    a schema check catches that, and a wrong ``restartPolicy``, before a cluster does.
+    """
+    schema = _load_crd(SCHEMA_DIR / "kubeflow.org_pytorchjobs.v1.yaml")
+    replicas = schema["properties"]["spec"]["properties"]["pytorchReplicaSpecs"]
+    replicas["propertyNames"] = {"enum": ["Master", "Worker"]}
+    policy = replicas["additionalProperties"]["properties"]["restartPolicy"]
+    policy["enum"] = list(PYTORCHJOB_RESTART_POLICIES)
+    return schema
+
+
+register_crd_schema("kubeflow.org", "v1", "PyTorchJob", _pytorchjob_schema)
+
 # The API server checks a custom resource's metadata as ObjectMeta whatever its schema
 # says; these are ObjectMeta's fields (formats are checked by _metadata_problems).
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -408,10 +436,12 @@ def _crd_validator(key: CRDKey) -> Any | None:
         source = _CRD_SCHEMAS[key]
         schema = structural_to_json_schema(source() if callable(source) else source)
         group, version, kind = key
-        schema.setdefault("properties", {})
+        # Ours win: a CRD's own "metadata: {type: object}" (kubebuilder writes one) would,
+        # in strict mode, reject every ObjectMeta field.
         schema["properties"] = {
+            **schema.get("properties", {}),
             "apiVersion": {"const": f"{group}/{version}" if group else version},
-            "kind": {"const": kind}, "metadata": _OBJECT_META, **schema["properties"]}
+            "kind": {"const": kind}, "metadata": _OBJECT_META}
         _CRD_VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
     return _CRD_VALIDATORS[key]
 

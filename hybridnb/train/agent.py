@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     conf = json.loads((run_dir / LAUNCH).read_text(encoding="utf-8"))
+    # Workers inherit the agent's environment. One OpenMP pool per rank of the spec's size
+    # (what torchrun sets, 1, when it starts several ranks): ranks sharing cores must not
+    # each start a pool as wide as the machine.
+    os.environ["OMP_NUM_THREADS"] = str(conf.get("threads", 1))
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s agent %(levelname)s %(name)s: %(message)s")
     config = LaunchConfig(

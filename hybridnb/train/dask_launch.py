@@ -132,6 +132,7 @@ def _attempt(cluster: ClusterHandle, chosen: list[str], spec: TrainSpec, run_dir
                          allow_other_workers=False).result()
     event_name = f"hybridnb-train-{uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k.startswith(("HYBRIDNB_TRAIN_", "GLOO_"))}
+    env["OMP_NUM_THREADS"] = str(spec.threads)  # as the local agent does for its ranks
     futures = [client.submit(run_rank, rank, len(chosen), master, port, str(run_dir), attempt,
                              event_name, env, workers=[addr], pure=False,
                              allow_other_workers=False)
@@ -158,7 +159,7 @@ def _attempt(cluster: ClusterHandle, chosen: list[str], spec: TrainSpec, run_dir
         raise
     finally:
         client.gather(futures, errors="skip")
-    follow.tick()
+    follow.tick(final=True)
     return failed
 
 

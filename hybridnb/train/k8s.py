@@ -59,8 +59,9 @@ def pytorchjob(spec: TrainSpec, *, nprocs: int, image: str, namespace: str = "de
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "elasticPolicy": {"rdzvBackend": "c10d", "minReplicas": nprocs,
-                              "maxReplicas": nprocs, "maxRestarts": spec.max_restarts,
-                              "nProcPerNode": 1},
+                              "maxReplicas": nprocs, "maxRestarts": spec.max_restarts},
+            # One rank per pod. (elasticPolicy.nProcPerNode is deprecated since v1.7.)
+            "nprocPerNode": "1",
             "pytorchReplicaSpecs": {"Worker": {
                 "replicas": nprocs,
                 "restartPolicy": "ExitCode",

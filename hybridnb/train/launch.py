@@ -30,7 +30,7 @@ from ..errors import OperationError, UsageError, did_you_mean
 from ..state import Kind, StateStore, Status, state_home
 from .agent import FAILURE, LAUNCH
 from .loop import RESULT, WEIGHTS
-from .metrics import LivePlot, MetricsFollower, write_textfile
+from .metrics import LivePlot, MetricsFollower, dedupe, write_textfile
 from .result import TrainResult
 from .spec import TrainSpec, load_spec
 
@@ -194,23 +194,31 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
 
 
 class Follower:
-    """Follows a running job: metrics lines, live plot, state store messages, timeout."""
+    """Follows a running job: metrics lines, live plot, state store messages, timeout.
+
+    It shares the machine with the ranks: the plot and ``metrics.prom`` are redrawn at most
+    every ``render_every`` seconds, however often ranks log.
+    """
 
     def __init__(self, spec: TrainSpec, run_dir: Path, store: StateStore, record_id: str,
-                 live: bool, timeout: float | None):
+                 live: bool, timeout: float | None, render_every: float = 1.0):
         self.spec, self.run_dir, self.store, self.record_id = spec, run_dir, store, record_id
         self.metrics = MetricsFollower(run_dir)
         self.plot = LivePlot(spec.name) if live else None
         self.deadline = time.monotonic() + timeout if timeout else None
+        self.render_every, self.rendered, self.stale = render_every, 0.0, False
 
-    def tick(self) -> None:
+    def tick(self, final: bool = False) -> None:
+        """Read new lines; ``final=True`` renders whatever is new at once."""
         new = self.metrics.poll()
-        if not new:
-            return
-        rows = self.metrics.poll(all_rows=True)
-        if self.plot is not None:
-            self.plot.update(rows)
-        write_textfile(rows, self.run_dir / "metrics.prom", run=self.spec.name)
+        self.stale = self.stale or bool(new)
+        now = time.monotonic()
+        if self.stale and (final or now - self.rendered >= self.render_every):
+            rows = dedupe(self.metrics.rows)
+            if self.plot is not None:
+                self.plot.update(rows)
+            write_textfile(rows, self.run_dir / "metrics.prom", run=self.spec.name)
+            self.rendered, self.stale = now, False
         for row in new:
             if row.get("kind") == "epoch":
                 self.store.update(self.record_id, message=(
@@ -226,6 +234,7 @@ def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, reco
     (path / "logs").mkdir(exist_ok=True)
     (path / LAUNCH).write_text(json.dumps({
         "nprocs": nprocs, "port": free_port(), "max_restarts": spec.max_restarts,
+        "threads": spec.threads,
         "run_id": f"{spec.name}-{uuid.uuid4().hex[:8]}", "python": sys.executable}),
         encoding="utf-8")
     with open(path / "logs" / "agent.log", "ab") as log:
@@ -242,7 +251,7 @@ def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, reco
             if follow.expired():
                 raise OperationError(f"training run {spec.name!r} did not finish within "
                                      f"{timeout:g} s; stopped it. Logs: {path / 'logs'}")
-        follow.tick()
+        follow.tick(final=True)
     finally:
         if proc.poll() is None:
             stop_tree(proc.pid)

@@ -63,7 +63,8 @@ def test_pytorchjob_manifest():
     assert job["metadata"]["name"] == "digits-cnn"
     policy = job["spec"]["elasticPolicy"]
     assert policy == {"rdzvBackend": "c10d", "minReplicas": 4, "maxReplicas": 4,
-                      "maxRestarts": 3, "nProcPerNode": 1}
+                      "maxRestarts": 3}
+    assert job["spec"]["nprocPerNode"] == "1"
     worker = job["spec"]["pytorchReplicaSpecs"]["Worker"]
     assert worker["replicas"] == 4 and worker["restartPolicy"] == "ExitCode"
     container = worker["template"]["spec"]["containers"][0]
@@ -78,6 +79,7 @@ def test_manifests_validate_where_the_validator_exists():
     validate = pytest.importorskip("hybridnb.k8s.validate")
     job, cm = pytorchjob(TrainSpec(name="digits"), nprocs=2, image="img")
     assert validate.validate_manifest(cm) == []
+    assert validate.validate_manifest(job) == []  # against the PyTorchJob CRD's schema
     # The pod template inside the job is a core PodTemplateSpec: check it as a Pod.
     template = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "digits-worker-0",
