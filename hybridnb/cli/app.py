@@ -13,6 +13,7 @@ import typer
 from .. import __version__
 from . import (
     cluster,
+    compress,
     config_cmd,
     data,
     demo,
@@ -74,6 +75,7 @@ app.command("run", context_settings=notebooks.PASS_THROUGH)(notebooks.run)
 app.command("sweep", context_settings=notebooks.PASS_THROUGH)(notebooks.sweep)
 app.command("serve")(serve.serve)
 app.command("deploy")(serve.deploy)
+app.command("compress")(compress.compress)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(serve.endpoints_app, name="endpoints")
 app.command("ps")(ps.ps)

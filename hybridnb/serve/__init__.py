@@ -30,6 +30,7 @@ _LAZY = {
     "Endpoint": "hybridnb.serve.endpoint:Endpoint",
     "AutoscalePolicy": "hybridnb.serve.autoscale:AutoscalePolicy",
     "POLICIES": "hybridnb.serve.router:POLICIES",
+    "compress": "hybridnb.serve.compress:compress",
 }
 
 __all__ = list(_LAZY)
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .app import create_app
     from .autoscale import AutoscalePolicy
     from .bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle
+    from .compress import compress
     from .endpoint import Endpoint, deploy
     from .process import ServerProcess, start_server
     from .router import POLICIES

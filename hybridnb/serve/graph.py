@@ -217,6 +217,14 @@ def _bind(value: Any, env: list[Any]) -> Any:
     return value
 
 
+def _refs(value: Any) -> list[int]:
+    if isinstance(value, _Ref):
+        return [value.i]
+    if isinstance(value, list):
+        return [i for v in value for i in _refs(v)]
+    return []
+
+
 def _has_ref(value: Any) -> bool:
     return isinstance(value, _Ref) or (isinstance(value, list) and any(map(_has_ref, value)))
 
@@ -267,23 +275,53 @@ class SafeGraph:
             raise GraphError(f"malformed graph: {exc!r}") from None
         if self._input < 0:
             raise GraphError("the graph has no input")
+        first = len(env) - len(steps)
+        self._steps = self._fold(steps, env, first)
         self._env = env
-        self._steps = steps
-        self._first = len(env) - len(steps)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Run the graph on one input batch."""
         env = list(self._env)
         env[self._input] = x
-        i = self._first
-        for fn, args, kwargs, refs in self._steps:
+        for i, fn, args, kwargs, refs in self._steps:
             if refs:
                 env[i] = fn(*_bind(args, env), **{k: _bind(v, env) for k, v in kwargs.items()})
             else:
                 env[i] = fn(*args, **kwargs)
-            i += 1
         out: torch.Tensor = _bind(self._outputs[0], env)
         return out
+
+    def _fold(self, steps: list[Any], env: list[Any], first: int) -> list[Any]:
+        """Run once, now, every step that depends only on stored tensors; return the rest.
+
+        Compressed bundles store int8 weights and dequantize them in the graph
+        (:mod:`hybridnb.serve.compress`): folding does that once at load instead of on
+        every request. Seeded random operators are never folded (each call must draw).
+        """
+        import torch
+
+        const = [i != self._input for i in range(first)]
+        live = []
+        for i, (fn, args, kwargs, refs) in enumerate(steps, start=first):
+            deps = _refs(args) + _refs(list(kwargs.values()))
+            seeded = torch.Tag.nondeterministic_seeded in getattr(fn, "tags", ())
+            if not seeded and all(const[d] for d in deps):
+                try:
+                    env[i] = fn(*_bind(args, env), **{k: _bind(v, env) for k, v in kwargs.items()})
+                except Exception as exc:
+                    raise GraphError(f"operator {fn} fails on the stored tensors: {exc}") from None
+                const.append(True)
+            else:
+                const.append(False)
+                live.append((i, fn, args, kwargs, refs))
+        # Drop stored tensors only folded steps needed (e.g. int8 weights once dequantized).
+        used = {d for _, _, args, kwargs, _ in live
+                for d in _refs(args) + _refs(list(kwargs.values()))}
+        used |= set(_refs(self._outputs))
+        for i in range(len(env)):
+            if const[i] and i not in used:
+                env[i] = None
+        return live
 
     def __repr__(self) -> str:
         return f"SafeGraph({len(self._steps)} operator calls)"
