@@ -33,20 +33,6 @@ class Check:
         return "FAILED" if self.required else "absent"
 
 
-def cpu_bf16_flags() -> list[str]:
-    """CPU flags that give native bf16 arithmetic (Linux ``/proc/cpuinfo``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "avx_ne_convert"))
-
-
 def run_checks() -> list[Check]:
     """Every check, in display order."""
     checks = [Check("python", sys.version_info >= (3, 10), platform.python_version(), True)]
@@ -56,6 +42,8 @@ def run_checks() -> list[Check]:
         except PackageNotFoundError:
             checks.append(Check(pkg, False, f"not installed: pip install {pkg}", True))
     checks.append(Check("cpus", True, str(os.cpu_count())))
+    from ..machine import cpu_bf16_flags
+
     bf16 = cpu_bf16_flags()
     checks.append(Check("cpu bf16", bool(bf16), ", ".join(bf16) or "no native bf16 "
                         "instructions: bf16 training falls back to fp32"))

@@ -90,8 +90,8 @@ def build_scheduler(spec: ScheduleSpec, optimizer: torch.optim.Optimizer,
 
 
 def cpu_bf16_flags() -> list[str]:
-    """CPU flags that give native bf16 arithmetic (see ``hybridnb doctor``)."""
-    from ..cli.doctor import cpu_bf16_flags as flags
+    """CPU flags that give native bf16 arithmetic (see :mod:`hybridnb.machine`)."""
+    from ..machine import cpu_bf16_flags as flags
 
     return flags()
 
