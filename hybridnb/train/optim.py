@@ -140,8 +140,8 @@ def resolve_numerics(spec: TrainSpec, *, warn: bool = False) -> Numerics:
         precision = "fp32"
     if device == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         note, precision = "this GPU does not support bf16: training in fp16 instead", "fp16"
-    if note:
+    if note and warn:  # the user sees it once: as a warning where they called fit()
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+    elif note:
         logger.warning(note)
-        if warn:
-            warnings.warn(note, RuntimeWarning, stacklevel=3)
     return Numerics(device, backend, precision, spec.precision, note)
