@@ -7,6 +7,8 @@
 - :func:`dashboard` and the ``plot_*`` functions: matplotlib figures for notebooks.
 - :class:`Rule`, :func:`default_rules`, :func:`load_rules`: alerting.
 - :func:`write_exports`: Prometheus file_sd and rules, Grafana, Kubernetes objects.
+- :func:`parse_exposition`, :class:`ExpositionParser`: the Prometheus text format,
+  parsed fast enough to scrape every second (:mod:`~hybridnb.monitor.exposition`).
 
 Imports are lazy: ``import hybridnb.monitor`` loads nothing heavy.
 
@@ -28,8 +30,10 @@ _LAZY = {
     "register_metric": "hybridnb.monitor.names:register_metric",
     "SampleStore": "hybridnb.monitor.store:SampleStore",
     "Collector": "hybridnb.monitor.collector:Collector",
-    "Target": "hybridnb.monitor.collector:Target",
-    "discover": "hybridnb.monitor.collector:discover",
+    "Target": "hybridnb.monitor.targets:Target",
+    "discover": "hybridnb.monitor.targets:discover",
+    "ExpositionParser": "hybridnb.monitor.exposition:ExpositionParser",
+    "parse_exposition": "hybridnb.monitor.exposition:parse",
     "Monitor": "hybridnb.monitor.query:Monitor",
     "Rule": "hybridnb.monitor.alerts:Rule",
     "AlertManager": "hybridnb.monitor.alerts:AlertManager",
@@ -54,7 +58,7 @@ __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .alerts import AlertManager, Rule, default_rules, load_rules, rules_yaml
-    from .collector import Collector, Target, discover
+    from .collector import Collector
     from .exports import (
         file_sd,
         grafana_dashboard,
@@ -64,9 +68,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         status,
         write_exports,
     )
+    from .exposition import ExpositionParser
+    from .exposition import parse as parse_exposition
     from .names import FAMILIES, MetricFamily, host_exposition, register_metric
     from .plots import dashboard, plot_cluster, plot_latency, plot_requests, plot_training
     from .query import Monitor
     from .store import SampleStore
+    from .targets import Target, discover
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,11 +1,16 @@
 """The embedded collector: scrape what the user started, at an interval, into the store.
 
-Targets come from the state store (active endpoints' ``/metrics``, clusters' scheduler
-dashboard ``/metrics``, training runs' metrics lines), plus any added by hand with
+Targets come from the state store (see :mod:`hybridnb.monitor.targets`: endpoints,
+Dask schedulers and their workers, training runs), plus any added by hand with
 :meth:`Collector.add_target`. Each round scrapes every target concurrently with short
 timeouts, adds ``up``/``scrape_duration_seconds``/``scrape_samples_scraped`` per target
-and the host's metrics, stores everything in one batched write, then evaluates alert
+and the host's metrics, stores everything in one transaction, then evaluates alert
 rules. An unreachable target costs at most its timeout and is recorded as ``up 0``.
+
+What a round costs is kept small because it runs every second in a notebook kernel: a
+target keeps its connection and its parser (:mod:`hybridnb.monitor.scrape`), which
+turns a known series into its store key with one lookup; the store keeps its write
+connection. ``benchmarks/bench_monitor.py`` measures it.
 
 >>> import tempfile, os
 >>> with Collector(interval=0.2, store_path=os.path.join(tempfile.mkdtemp(), "m.db"),
@@ -16,137 +21,40 @@ rules. An unreachable target costs at most its timeout and is recorded as ``up 0
 
 from __future__ import annotations
 
-import http.client
 import logging
 import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..state import Kind, StateStore
-from .store import Labels, Sample, SampleStore
+from .exposition import SeriesKey
+from .scrape import HTTPScraper, KeyedSample, RunReader
+from .store import SampleStore
+from .targets import JOBS, WORKER_JOB, Target, discover, metrics_url
 
 if TYPE_CHECKING:
     from .alerts import AlertManager, Rule
 
+__all__ = ["JOBS", "WORKER_JOB", "Collector", "Target", "discover", "metrics_url"]
+
 logger = logging.getLogger(__name__)
 
-JOBS = {Kind.endpoint: "hybridnb-endpoint", Kind.cluster: "hybridnb-dask",
-        Kind.run: "hybridnb-train"}
 
+class _Scraped:
+    """A target's scraper and its fixed series (``up`` and the scrape's own figures)."""
 
-@dataclass(frozen=True)
-class Target:
-    """Something to scrape: an HTTP ``/metrics`` URL, or a training run directory.
-
-    ``instance`` is ``host:port`` (or the run name); ``labels`` are added to its samples.
-    """
-
-    job: str
-    instance: str
-    url: str | None = None
-    run_dir: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def all_labels(self) -> Labels:
-        return {"job": self.job, "instance": self.instance, **dict(self.labels)}
-
-
-def metrics_url(address: str, path: str = "/metrics") -> str:
-    """``http://host:port`` (or a dashboard link ending in ``/status``) → its metrics URL.
-
-    >>> metrics_url("http://127.0.0.1:8787/status")
-    'http://127.0.0.1:8787/metrics'
-    """
-    parts = urllib.parse.urlsplit(address if "://" in address else f"http://{address}")
-    prefix = parts.path.rsplit("/status", 1)[0].rstrip("/")
-    return f"{parts.scheme}://{parts.netloc}{prefix}{path}"
-
-
-def discover(store: StateStore | None = None) -> list[Target]:
-    """Targets for everything active in the state store.
-
-    Endpoints are scraped at ``address + /metrics``; clusters at their dashboard
-    (``spec["dashboard"]``, when the record has one); runs through ``spec["run_dir"]``.
-    """
-    store = store or StateStore()
-    out: list[Target] = []
-    for rec in store.list(active=True):
-        labels = (("name", rec.name),)
-        if rec.kind is Kind.endpoint and rec.address:
-            url = metrics_url(rec.address)
-        elif rec.kind is Kind.cluster and rec.spec.get("dashboard"):
-            url = metrics_url(str(rec.spec["dashboard"]))
-        elif rec.kind is Kind.run and rec.spec.get("run_dir"):
-            out.append(Target(JOBS[Kind.run], rec.name, run_dir=str(rec.spec["run_dir"]),
-                              labels=(("run", rec.name),)))
-            continue
-        else:
-            continue
-        out.append(Target(JOBS[rec.kind], urllib.parse.urlsplit(url).netloc, url=url,
-                          labels=labels))
-    return out
-
-
-def scrape_http(url: str, timeout: float) -> list[Sample]:
-    """GET ``url`` and parse the Prometheus text format; raises on any failure."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    parts = urllib.parse.urlsplit(url)
-    # http.client, not httpx: a scrape is one small GET, and the per-request CPU of a
-    # full client library dominates the collector's cost at 20 targets a second.
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
-                                      timeout=timeout)
-    try:
-        conn.request("GET", parts.path or "/metrics",
-                     headers={"Accept": "text/plain;version=0.0.4"})
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise OSError(f"HTTP {resp.status} from {url}")
-    finally:
-        conn.close()
-    out: list[Sample] = []
-    for family in text_string_to_metric_families(body.decode("utf-8", "replace")):
-        for s in family.samples:
-            if s.name.endswith("_created"):  # client-library bookkeeping, never queried
-                continue
-            out.append((s.name, dict(s.labels), float(s.value)))
-    return out
-
-
-class _RunReader:
-    """Reads a training run's ``metrics.jsonl`` incrementally into ``hybridnb_train_*``."""
-
-    FIELDS = {"loss": "hybridnb_train_loss", "lr": "hybridnb_train_learning_rate",
-              "samples_per_second": "hybridnb_train_samples_per_second",
-              "step_seconds": "hybridnb_train_step_seconds"}
-
-    def __init__(self, run_dir: str):
-        from ..train.metrics import MetricsFollower
-
-        self.follower = MetricsFollower(run_dir, keep=False)
-        self.latest: dict[str, float] = {}
-
-    def samples(self) -> list[Sample]:
-        if not self.follower.path.parent.exists():
-            raise OSError(f"run directory {self.follower.path.parent} is gone")
-        for row in self.follower.poll():
-            if row.get("kind") == "step":
-                for key, name in self.FIELDS.items():
-                    if isinstance(row.get(key), (int, float)):
-                        self.latest[name] = float(row[key])
-                self.latest["hybridnb_train_step"] = float(row.get("step", 0))
-                self.latest["hybridnb_train_last_step_timestamp_seconds"] = float(
-                    row.get("time", time.time()))
-            for key in ("val_accuracy", "test_accuracy", "accuracy"):
-                if isinstance(row.get(key), (int, float)):
-                    self.latest["hybridnb_train_accuracy"] = float(row[key])
-        return [(name, {}, value) for name, value in self.latest.items()]
+    def __init__(self, target: Target, timeout: float):
+        labels = target.all_labels
+        self.scraper: HTTPScraper | RunReader = (
+            RunReader(target.run_dir, labels) if target.run_dir is not None
+            else HTTPScraper(str(target.url), labels, timeout))
+        base = tuple(sorted(labels.items()))
+        self.up: SeriesKey = ("up", base)
+        self.duration: SeriesKey = ("scrape_duration_seconds", base)
+        self.count: SeriesKey = ("scrape_samples_scraped", base)
 
 
 class Collector:
@@ -199,7 +107,8 @@ class Collector:
         self._manual: dict[str, Target] = {}
         self._found: list[Target] = []
         self._found_at = float("-inf")
-        self._readers: dict[str, _RunReader] = {}
+        self._scraped: dict[str, _Scraped] = {}
+        self._worker_totals: dict[str, float] = {}
         self._health: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -227,13 +136,12 @@ class Collector:
         """The targets of the next round."""
         if self.discover and time.monotonic() - self._found_at > self.rediscover:
             try:
-                self._found = discover(self.state)
+                self._found = discover(self.state, timeout=self.timeout)
             except Exception as exc:  # the state store is advisory: keep the last list
                 logger.warning("target discovery failed: %s", exc)
             self._found_at = time.monotonic()
-        seen = {t.url or t.run_dir for t in self._manual.values()}
-        return [*self._manual.values(), *(t for t in self._found
-                                          if (t.url or t.run_dir) not in seen)]
+        seen = {t.key for t in self._manual.values()}
+        return [*self._manual.values(), *(t for t in self._found if t.key not in seen)]
 
     def health(self) -> list[dict[str, Any]]:
         """Per target: job, instance, up, last error, last scrape time and duration."""
@@ -241,15 +149,13 @@ class Collector:
 
     # -- one round -------------------------------------------------------------------
 
-    def _scrape(self, target: Target) -> tuple[list[Sample], str | None, float]:
+    def _scrape(self, target: Target) -> tuple[list[KeyedSample], str | None, float]:
         start = time.perf_counter()
         try:
-            if target.run_dir is not None:
-                reader = self._readers.setdefault(target.run_dir, _RunReader(target.run_dir))
-                samples = reader.samples()
-            else:
-                assert target.url is not None
-                samples = scrape_http(target.url, self.timeout)
+            state = self._scraped.get(target.key)
+            if state is None:
+                state = self._scraped[target.key] = _Scraped(target, self.timeout)
+            samples = state.scraper.scrape()
             return samples, None, time.perf_counter() - start
         except Exception as exc:  # any failure means "down", never a crashed thread
             return [], f"{type(exc).__name__}: {exc}", time.perf_counter() - start
@@ -262,33 +168,62 @@ class Collector:
         with self._round:
             return self._collect(time.time() if now is None else now)
 
+    def _forget(self, keep: set[str]) -> None:
+        """Close the connections of targets that are gone, and drop their health."""
+        for key in set(self._scraped) - keep:
+            self._scraped.pop(key).scraper.close()
+        for key in set(self._health) - keep:
+            del self._health[key]
+        for key in set(self._worker_totals) - keep:
+            del self._worker_totals[key]
+
+    def _refresh_soon(self) -> None:
+        """Discover again in the next round, but at most every 2 s: a flapping target
+        must not make every round ask every scheduler for its workers."""
+        soon = max(self._found_at + 2.0, time.monotonic()) - self.rediscover
+        self._found_at = min(self._found_at, soon)
+
+    def _watch_workers(self, key: str, samples: list[KeyedSample]) -> None:
+        # The scheduler's own exposition counts its workers (by state): when the total
+        # changes, workers came or went, so ask the scheduler which ones they are.
+        total = sum(v for (name, _), v in samples if name == "dask_scheduler_workers")
+        if self._worker_totals.get(key, total) != total:
+            self._refresh_soon()
+        self._worker_totals[key] = total
+
     def _collect(self, now: float) -> dict[str, Any]:
         targets = self.targets()
+        self._forget({t.key for t in targets})
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers,
                                             thread_name_prefix="hybridnb-scrape")
         results = list(self._pool.map(self._scrape, targets))
-        batch: list[Sample] = []
+        batch: list[KeyedSample] = []
         down = []
-        for target, (samples, error, seconds) in zip(targets, results, strict=False):
-            base = target.all_labels
-            batch += [(name, {**labels, **base}, value) for name, labels, value in samples]
-            batch += [("up", base, 0.0 if error else 1.0),
-                      ("scrape_duration_seconds", base, seconds),
-                      ("scrape_samples_scraped", base, float(len(samples)))]
+        for target, (samples, error, seconds) in zip(targets, results, strict=True):
+            state = self._scraped.get(target.key)
+            batch += samples
+            if state is not None:
+                batch += [(state.up, 0.0 if error else 1.0), (state.duration, seconds),
+                          (state.count, float(len(samples)))]
             if error:
                 down.append(target.instance)
-            self._health[target.url or target.run_dir or target.instance] = {
+                if target.job == WORKER_JOB:  # a worker left: ask the scheduler soon
+                    self._refresh_soon()
+            elif target.job == JOBS[Kind.cluster]:
+                self._watch_workers(target.key, samples)
+            labels = dict(target.labels)
+            self._health[target.key] = {
                 "job": target.job, "instance": target.instance,
-                "name": dict(target.labels).get("name") or dict(target.labels).get("run"),
+                "name": labels.get("name") or labels.get("run"),
                 "up": error is None, "error": error, "last_scrape": now,
                 "duration_seconds": seconds}
         if self.host:
             from .names import host_samples
 
-            hl = {"job": "hybridnb-host", "instance": "localhost"}
-            batch += [(name, hl, value) for name, value in host_samples()]
-        self.store.append(batch, ts=now)
+            hl = (("instance", "localhost"), ("job", "hybridnb-host"))
+            batch += [((name, hl), value) for name, value in host_samples()]
+        self.store.append_keyed(batch, ts=now)
         self.rounds += 1
         self.alerts.evaluate(now)
         return {"up": len(targets) - len(down), "down": down, "samples": len(batch)}
@@ -326,6 +261,10 @@ class Collector:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+            for state in self._scraped.values():
+                state.scraper.close()
+            self._scraped.clear()
+            self.store.close()
 
     @property
     def running(self) -> bool:

@@ -6,7 +6,7 @@
 - :func:`service_monitor`, :func:`prometheus_rule`: prometheus-operator objects.
 - :func:`write_exports`: all of it into one directory (``hybridnb monitor export``).
 
->>> from hybridnb.monitor.collector import Target
+>>> from hybridnb.monitor.targets import Target
 >>> file_sd([Target("hybridnb-endpoint", "127.0.0.1:8000", url="http://127.0.0.1:8000/metrics",
 ...                 labels=(("name", "mlp"),))])
 [{'targets': ['127.0.0.1:8000'], 'labels': {'job': 'hybridnb-endpoint', 'name': 'mlp'}}]
@@ -21,13 +21,16 @@ from typing import Any
 
 from ..state import StateStore
 from .alerts import Rule, default_rules, prometheus_rules, rules_yaml
-from .collector import Target, discover
+from .targets import Target, discover
 
 MONITORING = "monitoring.coreos.com"
 
 
 def file_sd(targets: Iterable[Target]) -> list[dict[str, Any]]:
-    """``file_sd_configs`` entries for HTTP targets (training runs are not scraped by URL)."""
+    """``file_sd_configs`` entries for HTTP targets: endpoints, Dask schedulers and workers,
+    training runs that serve their metrics over HTTP (a run known only by its directory
+    has nothing for Prometheus to scrape, and is left out). A snapshot: run the export
+    again when clusters scale, and Prometheus reloads the file."""
     out = []
     for t in targets:
         if t.url is None:

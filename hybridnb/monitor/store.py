@@ -3,9 +3,10 @@
 Why SQLite rather than in-memory ring buffers: the collector runs in a notebook kernel
 while ``hybridnb monitor`` (another process) reads the same data; samples survive a
 kernel restart; and the state store already proves the pattern (WAL, one short
-``BEGIN IMMEDIATE`` per write). Each scrape round is one batched ``executemany``; a
-series' labels are stored once (``series`` table) and samples refer to it by id, so a
-sample row is three numbers. Retention deletes old rows at most every 30 s.
+``BEGIN IMMEDIATE`` per write). Each scrape round is one transaction (one
+``executemany``) on a connection kept open; a series' labels are stored once (``series``
+table) and samples refer to it by id, so a sample row is three numbers. Retention
+deletes old rows at most every 30 s.
 
 >>> import tempfile, os
 >>> s = SampleStore(os.path.join(tempfile.mkdtemp(), "m.db"), retention="1h")
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 Labels = dict[str, str]
 Sample = tuple[str, Labels, float]
+#: A series: its name and its labels as ``(name, value)`` pairs sorted by name.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -92,7 +95,8 @@ class SampleStore:
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention = parse_duration(retention)
-        self._ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._ids: dict[SeriesKey, int] = {}
+        self._wconn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._last_prune = 0.0
         with self._connect() as conn:
@@ -112,14 +116,42 @@ class SampleStore:
         finally:
             conn.close()
 
+    def _writer(self) -> sqlite3.Connection:
+        # One connection for all writes, kept open: opening one per round cost more than
+        # the inserts, and closing the last connection of a WAL database checkpoints it.
+        if self._wconn is None:
+            self._wconn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                          check_same_thread=False)
+            self._wconn.execute("PRAGMA synchronous=NORMAL")
+        return self._wconn
+
+    def close(self) -> None:
+        """Close the write connection (the next write opens it again)."""
+        with self._lock:
+            if self._wconn is not None:
+                self._wconn.close()
+                self._wconn = None
+
     def append(self, samples: Iterable[Sample], ts: float | None = None) -> int:
         """Store ``(name, labels, value)`` samples taken at ``ts`` in one transaction."""
+        return self.append_keyed((((name, tuple(sorted(labels.items()))), value)
+                                  for name, labels, value in samples), ts)
+
+    def append_keyed(self, samples: Iterable[tuple[SeriesKey, float]],
+                     ts: float | None = None) -> int:
+        """Like :meth:`append`, with each series given as ``(name, sorted label pairs)``.
+
+        The collector's parsers produce those keys once per series, so a round costs a
+        dictionary lookup per sample, not a sort.
+        """
         ts = time.time() if ts is None else ts
-        with self._lock, self._connect() as conn:
+        with self._lock:
+            conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(self._series_id(conn, name, labels), ts, value)
-                        for name, labels, value in samples]
+                ids = self._ids
+                rows = [(ids.get(key) or self._series_id(conn, key), ts, value)
+                        for key, value in samples]
                 conn.executemany("INSERT INTO samples VALUES (?,?,?)", rows)
                 if ts - self._last_prune > self.PRUNE_EVERY:
                     conn.execute("DELETE FROM samples WHERE ts < ?", (ts - self.retention,))
@@ -130,16 +162,13 @@ class SampleStore:
             conn.execute("COMMIT")
         return len(rows)
 
-    def _series_id(self, conn: sqlite3.Connection, name: str, labels: Labels) -> int:
-        # The cache key avoids a JSON dump per sample: most rounds see only known series.
-        cache_key = (name, tuple(sorted(labels.items())))
-        sid = self._ids.get(cache_key)
-        if sid is None:
-            key = (name, json.dumps(labels, sort_keys=True, separators=(",", ":")))
-            conn.execute("INSERT OR IGNORE INTO series (name, labels) VALUES (?,?)", key)
-            sid = int(conn.execute("SELECT id FROM series WHERE name=? AND labels=?",
-                                   key).fetchone()[0])
-            self._ids[cache_key] = sid
+    def _series_id(self, conn: sqlite3.Connection, key: SeriesKey) -> int:
+        name, labels = key
+        row = (name, json.dumps(dict(labels), sort_keys=True, separators=(",", ":")))
+        conn.execute("INSERT OR IGNORE INTO series (name, labels) VALUES (?,?)", row)
+        sid = int(conn.execute("SELECT id FROM series WHERE name=? AND labels=?",
+                               row).fetchone()[0])
+        self._ids[key] = sid
         return sid
 
     def names(self) -> list[str]:

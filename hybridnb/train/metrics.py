@@ -28,11 +28,12 @@ METRICS = "metrics.jsonl"
 
 #: Gauge name -> (field in the metrics lines, help text).
 GAUGES = {
-    "hybridnb_train_loss": ("loss", "Training loss of the latest logged step"),
+    "hybridnb_train_loss": ("loss", "Mean training loss over the latest logged window"),
     "hybridnb_train_accuracy": ("accuracy", "Latest validation (or final test) accuracy, 0-1"),
-    "hybridnb_train_samples_per_second": ("samples_per_second",
-                                          "Training throughput over all ranks"),
-    "hybridnb_train_step_seconds": ("step_seconds", "Wall time of the latest optimizer step"),
+    "hybridnb_train_samples_per_second": (
+        "samples_per_second", "Training throughput over all ranks in the latest logged window"),
+    "hybridnb_train_step_seconds": (
+        "step_seconds", "Mean wall time of an optimizer step over the latest logged window"),
     "hybridnb_train_learning_rate": ("lr", "Learning rate of the latest step"),
 }
 
@@ -118,6 +119,69 @@ def write_textfile(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str],
     tmp.write_text(prometheus_text(rows, run=run), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+class MetricsServer:
+    """A run's gauges over HTTP (``GET /metrics``), for a real Prometheus to scrape.
+
+    Each scrape reads the new lines of ``metrics.jsonl`` and renders
+    :func:`prometheus_text`; only the newest line of each kind is kept, so a long run
+    costs no memory. The process that follows a run starts one and records its ``url``
+    as the run's ``address`` in the state store, where monitoring discovers it.
+
+    >>> import tempfile, urllib.request
+    >>> with MetricsServer(tempfile.mkdtemp(), run="demo") as server:
+    ...     body = urllib.request.urlopen(server.url + "/metrics").read().decode()
+    >>> "# TYPE hybridnb_train_loss gauge" in body
+    True
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, run: str = "train",
+                 host: str = "127.0.0.1", port: int = 0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        follower, lock = MetricsFollower(run_dir, keep=False), threading.Lock()
+        kept: list[dict[str, Any]] = []
+
+        def render() -> bytes:
+            with lock:  # concurrent scrapes must not read the same lines twice
+                rows = dedupe([*kept, *follower.poll()])
+                kept[:] = {str(r.get("kind")): r for r in rows}.values()
+                return prometheus_text(kept, run=run).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = self.path.split("?")[0] == "/metrics"
+                body = render() if found else b"not found: the metrics are at /metrics\n"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:  # scrapes are not news
+                pass
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://{host}:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name=f"hybridnb-train-metrics-{run}")
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def plot_run(run: Any, ax: Axes | None = None) -> Figure:

@@ -24,13 +24,21 @@ hybridnb_endpoint_queue_depth 2
 class MetricsServer:
     """A real HTTP server on 127.0.0.1 answering ``/metrics`` with ``self.body``."""
 
-    def __init__(self, body: str = "", delay: float = 0.0):
+    def __init__(self, body: str = "", delay: float = 0.0, keepalive: bool = False):
         self.body = body
         self.delay = delay
+        self.connections = 0  # TCP connections accepted
+        self.hangup = False  # close each connection after its response, without saying so
         self.stopping = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keepalive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                outer.connections += 1
+                super().setup()
+
             def do_GET(self) -> None:
                 if outer.delay:
                     outer.stopping.wait(outer.delay)
@@ -40,6 +48,8 @@ class MetricsServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if outer.hangup:  # an idle timeout on the server's side
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -62,8 +72,8 @@ class MetricsServer:
 def metrics_server() -> Iterator[Callable[..., MetricsServer]]:
     started: list[MetricsServer] = []
 
-    def start(body: str = "", delay: float = 0.0) -> MetricsServer:
-        srv = MetricsServer(body, delay)
+    def start(body: str = "", delay: float = 0.0, keepalive: bool = False) -> MetricsServer:
+        srv = MetricsServer(body, delay, keepalive)
         started.append(srv)
         return srv
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 
 import pytest
 
 from hybridnb.errors import OperationError, UsageError
 from hybridnb.monitor import Collector, Monitor
 from hybridnb.state import Kind, StateStore, Status
+from hybridnb.testing import wait_until
 
 from .conftest import EXPOSITION
 
@@ -91,10 +93,8 @@ def test_background_thread_collects_and_stops(hybridnb_home, metrics_server, tmp
     c = Collector(interval=0.1, store_path=tmp_path / "m.db", discover=False, host=False)
     c.add_target(srv.url)
     with c:
-        deadline = time.monotonic() + 10
-        while c.rounds < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert c.rounds >= 3 and not c.running
+        wait_until(lambda: c.rounds >= 3, timeout=10, interval=0.05, what="three rounds")
+    assert not c.running
     names = {t.name for t in threading.enumerate()}
     assert not any(n.startswith(("hybridnb-collector", "hybridnb-scrape")) for n in names)
     assert "<table>" in c._repr_html_()
@@ -109,3 +109,74 @@ def test_bad_backend_and_unreachable_prometheus(closed_port):
     with pytest.raises(OperationError, match=f"cannot reach Prometheus at {url}"):
         mon.query("up")
     assert time.monotonic() - start < 5
+
+
+def test_keeps_connections_alive_and_survives_a_server_hangup(metrics_server, tmp_path):
+    srv = metrics_server(EXPOSITION.format(ok=1, err=0), keepalive=True)
+    with Collector(interval=60, store_path=tmp_path / "m.db", discover=False,
+                   host=False) as c:
+        c.add_target(srv.url, job="x")
+        for _ in range(3):
+            assert c.collect_once()["up"] == 1
+        assert srv.connections == 1
+        # The server closes idle connections silently: the next scrape finds its kept
+        # connection dead, and must reconnect rather than report the target down.
+        srv.hangup = True
+        for _ in range(3):
+            assert c.collect_once()["down"] == [], c.health()
+        assert srv.connections >= 3
+
+
+def test_a_target_that_speaks_no_prometheus_is_down_with_the_line(metrics_server, tmp_path):
+    srv = metrics_server("<html>not metrics</html>\n")
+    with Collector(interval=60, store_path=tmp_path / "m.db", discover=False,
+                   host=False) as c:
+        c.add_target(srv.url, job="x")
+        assert c.collect_once()["down"] == [f"127.0.0.1:{srv.port}"]
+    [health] = c.health()
+    assert "ExpositionError: line 1:" in health["error"] and "<html>" in health["error"]
+
+
+def test_discovers_dask_workers_and_follows_them(hybridnb_home, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    from hybridnb.monitor import file_sd
+    from hybridnb.monitor.targets import discover
+
+    state = StateStore()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      protocol="tcp://", host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                      worker_dashboard_address="127.0.0.1:0") as cluster:
+        state.add(Kind.cluster, "etl", site="local", status=Status.running,
+                  spec={"dashboard": cluster.dashboard_link})
+        workers = {f"127.0.0.1:{w['services']['dashboard']}"
+                   for w in cluster.scheduler_info["workers"].values()}
+        assert len(workers) == 2
+        # A long rediscovery period: only a worker going away may trigger one early.
+        with Collector(interval=60, rediscover=3600, store_path=tmp_path / "m.db",
+                       host=False) as c:
+            c.collect_once()
+            jobs = sorted((h["job"], h["instance"], h["up"]) for h in c.health())
+            scheduler = urllib.parse.urlsplit(cluster.dashboard_link).netloc
+            assert jobs == [("hybridnb-dask", scheduler, True),
+                            *sorted(("hybridnb-dask-worker", w, True) for w in workers)]
+            sd = {t["targets"][0]: t["labels"] for t in file_sd(discover(state))}
+            assert sd.keys() == workers | {scheduler}
+            assert {sd[w]["job"] for w in workers} == {"hybridnb-dask-worker"}
+            assert {sd[w]["name"] for w in workers} == {"etl"}
+
+            cluster.scale(1)
+            wait_until(lambda: len(cluster.scheduler_info["workers"]) == 1, timeout=30,
+                       what="the cluster scaled down to one worker")
+
+            def one_worker_left() -> bool:
+                c.collect_once()
+                return [h["up"] for h in c.health()
+                        if h["job"] == "hybridnb-dask-worker"] == [True]
+
+            wait_until(one_worker_left, timeout=30, interval=0.5,
+                       what="the collector dropped the removed worker")
+    mon = Monitor(store_path=tmp_path / "m.db")
+    mem = mon.query('dask_worker_memory_bytes{job="hybridnb-dask-worker"}', window="5m")
+    assert set(mem["name"]) == {"etl"} and set(mem["instance"]) == workers
