@@ -30,7 +30,7 @@ from ..errors import OperationError, UsageError, did_you_mean
 from ..state import Kind, StateStore, Status, state_home
 from .agent import FAILURE, LAUNCH
 from .loop import RESULT, WEIGHTS
-from .metrics import LivePlot, MetricsFollower, dedupe, write_textfile
+from .metrics import LivePlot, MetricsFollower, MetricsServer, dedupe, write_textfile
 from .result import TrainResult
 from .spec import TrainSpec, load_spec
 
@@ -171,6 +171,10 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
                     spec={"spec": spec.model_dump(mode="json"), "run_dir": str(path),
                           "nprocs": nprocs, "launcher": launcher, "resume": resume})
     logger.info("training %r with %d rank(s) (%s) in %s", spec.name, nprocs, launcher, path)
+    # The run's gauges over HTTP while it runs: monitoring (and a team's Prometheus, via
+    # the file_sd export) finds the address in the state store.
+    metrics = MetricsServer(path, run=spec.name)
+    store.update(rec.id, address=metrics.url)
     try:
         if launcher == "dask":
             from .dask_launch import run_on_dask
@@ -184,6 +188,8 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
         status = Status.stopped if isinstance(exc, KeyboardInterrupt) else Status.failed
         store.update(rec.id, status=status, error=str(exc)[:2000])
         raise
+    finally:
+        metrics.close()
     result.record_id, result.launcher = rec.id, launcher
     summary = {k: result.result.get(k) for k in ("test_accuracy", "test_loss", "steps",
                                                    "precision", "seconds")}

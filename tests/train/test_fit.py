@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 import pytest
 
@@ -49,6 +50,10 @@ def test_ddp_run_records_metrics_checkpoints_and_bundle(reference):
     store = StateStore(run.parent / "s.db")
     rec = store.get(reference.record_id)
     assert rec.status is Status.succeeded and rec.spec["result"]["steps"] == 9
+    # While it ran, its gauges were served at the recorded address; now that is closed.
+    assert rec.address and rec.address.startswith("http://127.0.0.1:")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(rec.address + "/metrics", timeout=5)
 
 
 def test_gradient_accumulation_matches_a_larger_batch(reference, tmp_path, store):
