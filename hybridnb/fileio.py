@@ -67,3 +67,32 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def replace_dir(tmp: str | Path, target: str | Path) -> Path:
+    """Move the finished directory ``tmp`` to ``target``, replacing any old one.
+
+    ``tmp`` must be on the same filesystem (a sibling of ``target``). A reader sees the
+    old directory or the new one: the old one is renamed aside first, the new one
+    renamed in, then the old one deleted. (Two renames, because ``rename`` cannot
+    replace a non-empty directory.)
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "new").mkdir(); _ = (root / "new" / "v").write_text("2")
+    >>> (root / "out").mkdir(); _ = (root / "out" / "v").write_text("1")
+    >>> (replace_dir(root / "new", root / "out") / "v").read_text(), sorted(root.iterdir())
+    ('2', [PosixPath('...out')])
+    """
+    import shutil
+    import uuid
+
+    tmp, target = Path(tmp), Path(target)
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+    return target

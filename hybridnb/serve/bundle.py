@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OperationError, UsageError
-from ..fileio import sha256_file
+from ..fileio import replace_dir, sha256_file
 from .graph import SafeGraph, graph_to_spec
 
 if TYPE_CHECKING:
@@ -268,13 +268,7 @@ def bundle(model: Any, example_input: Any, path: str | os.PathLike[str], *,
         if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
             raise OperationError("the exported graph does not reproduce the model's "
                                  "output on example_input")
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, replace_dir
 from . import compress_graph as cg
 from .bundle import GRAPH_FILE, META_FILE, WEIGHTS_FILE, Bundle, bundle, load_bundle
 from .compress_report import CompressionReport, eval_arrays, latency_p50, score
@@ -127,13 +127,7 @@ def compress(
         meta = dict(new.meta, compression=report.to_dict())
         atomic_write_json(tmp / META_FILE, meta)
         load_bundle(tmp)  # the metadata is not in the content hash; check it still loads
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -23,6 +23,7 @@ _LAZY = {
     "SSHDaemon": "hybridnb.testing.sshd",
     "sshd_skip_reason": "hybridnb.testing.sshd",
     "wait_until": "hybridnb.testing.waiting",
+    "stop_processes": "hybridnb.testing.waiting",
     "make_notebook": "hybridnb.testing.notebooks",
 }
 

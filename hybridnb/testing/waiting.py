@@ -1,4 +1,4 @@
-"""Wait for something to become true: one polling loop for every readiness check.
+"""Wait for something to become true, and stop what a test started.
 
 Tests start real servers (JupyterLab, Prometheus, endpoints, sshd) and must wait until
 they answer; each used to hand-write the same deadline loop. :func:`wait_until` is that
@@ -10,6 +10,7 @@ loop once, with a message that says what never happened and the last value seen.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -65,3 +66,24 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 30.0, interval: f
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not ready after {timeout:g} s (last value: {last!r})")
         time.sleep(interval)
+
+
+def stop_processes(*procs: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM every process, wait up to ``timeout`` s for each, SIGKILL what is left.
+
+    Terminating them all before waiting lets them shut down in parallel.
+
+    >>> import subprocess, sys
+    >>> p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    >>> stop_processes(p); p.returncode is not None
+    True
+    """
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

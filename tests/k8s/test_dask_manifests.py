@@ -22,6 +22,7 @@ from hybridnb.k8s.dask import (
     tls_secret_manifest,
 )
 from hybridnb.k8s.validate import ManifestError, assert_valid, validate_manifest
+from hybridnb.testing import stop_processes
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n"
@@ -237,14 +238,7 @@ def test_container_commands_form_a_tls_cluster(gke, tmp_path):
             future = client.submit(sum, [1, 2], resources={"site-gke": 1})
             assert future.result(timeout=30) == 3
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(*reversed(procs))
 
 
 def test_tls_follows_the_site_unless_overridden(private, gke):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from hybridnb.monitor import Monitor, plot_requests, write_exports
-from hybridnb.testing import wait_until
+from hybridnb.testing import stop_processes, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -68,13 +68,7 @@ def prometheus(tmp_path) -> Iterator[Callable[[], Monitor]]:
         return mon
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(*procs)
 
 
 def _query(mon: Monitor, expr: str, ok: Callable[[Any], bool] = lambda frame: True,

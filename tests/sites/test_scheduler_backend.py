@@ -13,6 +13,7 @@ import hybridnb
 from hybridnb.cli.worker import worker_command
 from hybridnb.config import load_config
 from hybridnb.errors import OperationError, UsageError
+from hybridnb.testing import stop_processes
 
 
 def free_port() -> int:
@@ -45,13 +46,7 @@ def scheduler_cloud(hybridnb_home):
                                           stderr=subprocess.DEVNULL))
         yield config
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(*procs)
 
 
 def where():

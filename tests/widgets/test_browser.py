@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hybridnb.testing import wait_until
+from hybridnb.testing import stop_processes, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -86,12 +86,7 @@ def jupyterlab(hybridnb_home):
                 _api(base, token, f"/api/sessions/{session['id']}", "DELETE")
         except OSError:
             pass
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes(proc)
         log.close()
 
 
