@@ -17,15 +17,11 @@ from hybridnb.config import load_config
 from hybridnb.errors import UsageError
 from hybridnb.sites import security as tls
 from hybridnb.testing.netns import wait_for_port
+from hybridnb.testing.netns_dask import scheduler_command, start_dask
 
 pytestmark = pytest.mark.netns
 
 PORT = 8786
-
-
-def scheduler_cmd(host, *extra):
-    return [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host.address,
-            "--port", str(PORT), "--no-dashboard", *extra]
 
 
 def where():
@@ -47,11 +43,7 @@ def test_scheduler_site_with_workers_in_two_namespaces(netns_hosts, store):
                          "capacity": {"cpu": 1, "memory": "1GiB"}, "classifications": cls}
                   for name, (tier, cls) in sites.items()},
         "datasets": {"records": {"site": "vault", "path": "/d", "classification": "pii"}}})
-    hub.popen(scheduler_cmd(hub))
-    wait_for_port(hub.address, PORT)
-    for host, site in ((priv, "vault"), (edge, "edge1")):
-        host.popen(worker_command(address, site, config, nthreads=1, host=host.address,
-                                  name=site))
+    start_dask(hub, [(priv, "vault"), (edge, "edge1")], config, port=PORT)
     with hybridnb.hybrid_cluster(["vault", "edge1"], scheduler_site="hub", config=config,
                                  store=store) as c:
         c.wait_for_workers(2, timeout=60)
@@ -76,8 +68,8 @@ def test_tls_scheduler_across_hosts_refuses_plain_clients(netns_hosts, store, tm
                       "tls_key": key, "timeout": 10},
         "capacity": {"cpu": 1, "memory": "1GiB"}, "classifications": ["public"]}}})
     assert config.site("secure").tls
-    hub.popen(scheduler_cmd(hub, "--protocol", "tls", "--tls-ca-file", cert, "--tls-cert",
-                            cert, "--tls-key", key))
+    hub.popen(scheduler_command(hub.address, PORT, "--protocol", "tls", "--tls-ca-file", cert,
+                                "--tls-cert", cert, "--tls-key", key))
     wait_for_port(hub.address, PORT)
     worker_host.popen(worker_command(address, "secure", config, nthreads=1,
                                      host=worker_host.address))

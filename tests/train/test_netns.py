@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 import hybridnb
-from hybridnb.cli.worker import worker_command
 from hybridnb.config import load_config
-from hybridnb.testing.netns import wait_for_port
+from hybridnb.testing.netns_dask import start_dask
 from hybridnb.train import fit
 
 from .conftest import tiny
@@ -27,12 +24,7 @@ def test_ddp_across_two_namespace_hosts(netns_hosts, store, tmp_path):
                "scheduler": {"address": address, "timeout": 10},
                "capacity": {"cpu": 1, "memory": "1GiB"}}
         for name in ("hub", "left", "right")}})
-    hub.popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", hub.address,
-               "--port", str(PORT), "--no-dashboard"])
-    wait_for_port(hub.address, PORT)
-    for host, site in ((left, "left"), (right, "right")):
-        host.popen(worker_command(address, site, config, nthreads=1, host=host.address,
-                                  name=site))
+    start_dask(hub, [(left, "left"), (right, "right")], config, port=PORT)
     with hybridnb.hybrid_cluster(["left", "right"], scheduler_site="hub", config=config,
                                  store=store) as c:
         c.wait_for_workers(2, timeout=60)
