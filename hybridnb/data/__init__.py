@@ -33,11 +33,11 @@ _LAZY = {
     "read_zarr": "hybridnb.data.readers:read_zarr",
     "read_images": "hybridnb.data.readers:read_images",
     "Step": "hybridnb.data.steps:Step",
-    "DropMissing": "hybridnb.data.steps:DropMissing",
-    "FillMissing": "hybridnb.data.steps:FillMissing",
-    "Deduplicate": "hybridnb.data.steps:Deduplicate",
-    "ClipOutliers": "hybridnb.data.steps:ClipOutliers",
-    "CheckSchema": "hybridnb.data.steps:CheckSchema",
+    "DropMissing": "hybridnb.data.cleaning:DropMissing",
+    "FillMissing": "hybridnb.data.cleaning:FillMissing",
+    "Deduplicate": "hybridnb.data.cleaning:Deduplicate",
+    "ClipOutliers": "hybridnb.data.cleaning:ClipOutliers",
+    "CheckSchema": "hybridnb.data.cleaning:CheckSchema",
     "FunctionStep": "hybridnb.data.steps:FunctionStep",
     "register_step": "hybridnb.data.steps:register_step",
     "known_steps": "hybridnb.data.steps:known_steps",
@@ -49,7 +49,7 @@ _LAZY = {
     "transform": "hybridnb.data.transforms:transform",
     "Pipeline": "hybridnb.data.pipeline:Pipeline",
     "PipelineResult": "hybridnb.data.pipeline:PipelineResult",
-    "load_pipeline": "hybridnb.data.pipeline:load_pipeline",
+    "load_pipeline": "hybridnb.data.pipeline_file:load_pipeline",
     "read_manifest": "hybridnb.data.shards:read_manifest",
     "verify": "hybridnb.data.shards:verify",
     "ShardLoader": "hybridnb.data.loader:ShardLoader",
@@ -59,23 +59,15 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .cleaning import CheckSchema, ClipOutliers, Deduplicate, DropMissing, FillMissing
     from .dataset import SPLITS, DaskDataset
     from .datasets import digits, load, synthetic_images, synthetic_table, write_synthetic_parquet
     from .loader import ShardLoader
-    from .pipeline import Pipeline, PipelineResult, load_pipeline
+    from .pipeline import Pipeline, PipelineResult
+    from .pipeline_file import load_pipeline
     from .readers import read_csv, read_images, read_npy, read_parquet, read_zarr
     from .shards import read_manifest, verify
-    from .steps import (
-        CheckSchema,
-        ClipOutliers,
-        Deduplicate,
-        DropMissing,
-        FillMissing,
-        FunctionStep,
-        Step,
-        known_steps,
-        register_step,
-    )
+    from .steps import FunctionStep, Step, known_steps, register_step
     from .summary import RunSummary
     from .transforms import Augment, MinMaxScale, Split, StandardScale, TableNoise, transform
 

@@ -1,5 +1,7 @@
 """The pipeline's cache: fitted statistics keyed by a hash of their input and parameters.
 
+Checkpointed step outputs use the same keys (:mod:`hybridnb.data.checkpoints`).
+
 Keys chain: a step's key hashes the previous key (ultimately the source's fingerprint)
 with the step's token, so changing one step changes its key and every key after it,
 and nothing before. A run whose final key matches the output's manifest does no work.
@@ -23,7 +25,8 @@ from .dataset import fingerprint
 logger = logging.getLogger(__name__)
 
 #: Bumped when the on-disk output changes shape, so old outputs are rebuilt.
-FORMAT_VERSION = 1
+#: 2: Parquet shards without dictionary-encoded floats; ``shard_rows`` for tables.
+FORMAT_VERSION = 2
 
 
 def chain(previous: str, token: str) -> str:

@@ -67,9 +67,16 @@ class DaskDataset:
     x: Any = None              # dask.array.Array (tensors), chunked along axis 0 only
     y: Any = None              # dask.array.Array of labels, same chunks as x
     mask: Any = None           # dask.array.Array of split codes, or None: all "all"
+    rows: int | None = None    # a table's row count when known without work (file metadata)
 
     def evolve(self, **changes: Any) -> DaskDataset:
-        """A copy with ``changes`` (steps never mutate their input)."""
+        """A copy with ``changes`` (steps never mutate their input).
+
+        A new frame forgets the known row count unless ``rows=`` comes with it: a step
+        may have dropped rows.
+        """
+        if "frame" in changes:
+            changes.setdefault("rows", None)
         return replace(self, **changes)
 
     @property
@@ -100,6 +107,8 @@ class DaskDataset:
     def count(self) -> Any:
         """Samples kept, lazily (a dask scalar) or an ``int`` when known without work."""
         if self.kind == "table":
+            if self.rows is not None:
+                return self.rows
             return self.frame.map_partitions(len, meta=(None, "int64")).sum()
         if self.mask is None:
             return int(self.x.shape[0])

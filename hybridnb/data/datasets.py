@@ -210,7 +210,7 @@ def synthetic_table(rows: int, cols: int = 8, seed: int = 0, *, partitions: int 
         fingerprint=fingerprint("synthetic_table", rows, cols, seed, nparts, missing,
                                 duplicates),
         source=f"synthetic_table(rows={rows}, cols={cols}, seed={seed})",
-        frame=frame, target="label")
+        frame=frame, target="label", rows=rows)
 
 
 def write_synthetic_parquet(path: str | Path, rows: int, cols: int = 8, seed: int = 0, *,

@@ -103,7 +103,7 @@ def read_parquet(paths: PathLike | Sequence[PathLike], *, target: str | None = N
     if chunk_rows:
         frame = frame.repartition(npartitions=max(1, rows // chunk_rows))
     return DaskDataset(name=name or Path(files[0]).stem, kind="table", site=site,
-                       classification=classification, frame=frame, target=target,
+                       classification=classification, frame=frame, target=target, rows=rows,
                        fingerprint=file_fingerprint(files, "parquet", columns, chunk_rows),
                        source=f"parquet: {len(files)} file(s) under {files[0].parent}")
 

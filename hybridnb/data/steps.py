@@ -1,9 +1,12 @@
-"""Pipeline steps: the base class, the registry, cleaning steps and plain-function steps.
+"""Pipeline steps: the base class, the registry and plain-function steps.
 
 A step is a small frozen dataclass: its fields are its parameters (hashed into cache
 keys and recorded in the manifest). It may :meth:`Step.fit` statistics in one
 distributed pass, then :meth:`Step.apply` returns a new lazy dataset. Steps never
 compute in ``apply``: the pipeline streams all of them in a single final pass.
+
+Cleaning steps live in :mod:`hybridnb.data.cleaning`, scaling, splitting and
+augmentation in :mod:`hybridnb.data.transforms`.
 
 A user step is a plain function: for tables it takes and returns a pandas DataFrame
 (one partition), for tensors it takes and returns a NumPy block of samples.
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import UsageError, did_you_mean
-from .dataset import DROPPED, SPLIT_COLUMN, DaskDataset, fingerprint
+from .dataset import SPLIT_COLUMN, DaskDataset, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +60,24 @@ class Step:
     fits: ClassVar[bool] = False
     #: Whether the number of samples can change (the summary counts rows after it).
     changes_rows: ClassVar[bool] = False
+    #: Whether this step's output is saved to the cache unless ``checkpoint=False``:
+    #: true for steps that cost far more than writing and reading their output back.
+    checkpoint_by_default: ClassVar[bool] = False
+
+    #: Save this step's output in the cache, so that a rerun that changes only later
+    #: steps resumes from here. ``None``: the step's default. Not a parameter: it does
+    #: not change the output, so it is left out of :meth:`params` and the cache key.
+    checkpoint: bool | None = field(default=None, kw_only=True, repr=False, compare=False)
+
+    @property
+    def checkpointed(self) -> bool:
+        """Whether this step's output is saved to the cache when it runs."""
+        return self.checkpoint_by_default if self.checkpoint is None else self.checkpoint
 
     def params(self) -> dict[str, Any]:
         """The parameters, as plain values (cache keys, manifest, YAML)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name != "checkpoint"}
 
     def token(self) -> str:
         """What identifies this step's behaviour (its name, version and parameters)."""
@@ -107,208 +124,6 @@ def require_values(step: str, stats: Mapping[str, Any], counts: Mapping[str, Any
         if int(n) == 0:
             raise UsageError(f"step '{step}': column '{col}' has no values (all NaN); drop "
                              "the column or fill it with a constant first")
-
-
-# -- cleaning -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DropMissing(Step):
-    """Drop samples with missing values (``how="any"``) or only missing (``"all"``).
-
-    >>> DropMissing(columns=["age"]).params()
-    {'columns': ['age'], 'how': 'any'}
-    """
-
-    name: ClassVar[str] = "drop_missing"
-    changes_rows: ClassVar[bool] = True
-    columns: list[str] | None = None
-    how: str = "any"
-
-    def __post_init__(self) -> None:
-        if self.how not in ("any", "all"):
-            raise UsageError(f"step 'drop_missing': how={self.how!r}; use 'any' or 'all'")
-
-    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
-        if ds.kind == "table":
-            cols = self._columns(ds, self.columns, ds.columns)
-            return ds.evolve(frame=ds.frame.dropna(subset=cols, how=self.how))
-        import dask.array as da
-        import numpy as np
-
-        axes = tuple(range(1, ds.x.ndim))
-        nan = da.isnan(ds.x)
-        bad = (nan.any(axis=axes) if self.how == "any" else nan.all(axis=axes)) if axes else nan
-        base = ds.mask if ds.mask is not None else da.full(ds.x.shape[0], 3, dtype=np.int8,
-                                                           chunks=(ds.x.chunks[0],))
-        return ds.evolve(mask=da.where(bad, np.int8(DROPPED), base).astype(np.int8))
-
-
-@dataclass(frozen=True)
-class FillMissing(Step):
-    """Fill missing values with a ``constant`` or each column's ``mean`` (fit in one pass).
-
-    >>> FillMissing(strategy="constant", value=0.0).fits
-    True
-    """
-
-    name: ClassVar[str] = "fill_missing"
-    fits: ClassVar[bool] = True
-    strategy: str = "mean"
-    value: float | None = None
-    columns: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.strategy not in ("mean", "constant"):
-            raise UsageError(f"step 'fill_missing': strategy={self.strategy!r}; use 'mean' "
-                             "or 'constant'")
-        if self.strategy == "constant" and self.value is None:
-            raise UsageError("step 'fill_missing': strategy 'constant' needs value=")
-
-    def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
-        if self.strategy == "constant":
-            return {"fill": ({c: self.value for c in self._columns(ds, self.columns)}
-                             if ds.kind == "table" else self.value)}
-        if ds.kind == "table":
-            cols = self._columns(ds, self.columns)
-            means, counts = compute(ds.frame[cols].mean(), ds.frame[cols].count())
-            require_values(self.name, means, dict(counts.items()))
-            return {"fill": {c: float(means[c]) for c in cols}}
-        import dask.array as da
-
-        mean, count = compute(da.nanmean(ds.x), (~da.isnan(ds.x)).sum())
-        require_values(self.name, {}, {"x": count})
-        return {"fill": float(mean)}
-
-    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
-        if ds.kind == "table":
-            return ds.evolve(frame=ds.frame.fillna(stats["fill"]))
-        import dask.array as da
-
-        return ds.evolve(x=da.where(da.isnan(ds.x), ds.x.dtype.type(stats["fill"]), ds.x))
-
-
-@dataclass(frozen=True)
-class Deduplicate(Step):
-    """Drop repeated rows (of ``columns``, default all); a P2P shuffle on a cluster.
-
-    >>> Deduplicate().kinds
-    ('table',)
-    """
-
-    name: ClassVar[str] = "deduplicate"
-    changes_rows: ClassVar[bool] = True
-    kinds: ClassVar[tuple[str, ...]] = ("table",)
-    columns: list[str] | None = None
-    keep: str = "first"
-
-    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
-        cols = self._columns(ds, self.columns, ds.columns)
-        frame = ds.frame.drop_duplicates(subset=cols, keep=self.keep,
-                                         split_out=ds.frame.npartitions,
-                                         shuffle_method=ctx.shuffle_method)
-        return ds.evolve(frame=frame)
-
-
-@dataclass(frozen=True)
-class ClipOutliers(Step):
-    """Clip values to ``[lower, upper]``, or to mean ± ``sigma`` standard deviations.
-
-    >>> ClipOutliers(lower=0, upper=1).fits
-    True
-    """
-
-    name: ClassVar[str] = "clip_outliers"
-    fits: ClassVar[bool] = True
-    sigma: float | None = 4.0
-    lower: float | None = None
-    upper: float | None = None
-    columns: list[str] | None = None
-
-    def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
-        if self.lower is not None or self.upper is not None or self.sigma is None:
-            bounds = [self.lower, self.upper]
-            if ds.kind == "table":
-                return {"bounds": {c: bounds for c in self._columns(ds, self.columns)}}
-            return {"bounds": bounds}
-        if ds.kind == "table":
-            cols = self._columns(ds, self.columns)
-            sub = ds.frame[cols]
-            mean, std, count = compute(sub.mean(), sub.std(), sub.count())
-            require_values(self.name, {}, dict(count.items()))
-            return {"bounds": {c: [float(mean[c] - self.sigma * _finite(std[c])),
-                                   float(mean[c] + self.sigma * _finite(std[c]))]
-                               for c in cols}}
-        import dask.array as da
-
-        mean, std, count = compute(da.nanmean(ds.x), da.nanstd(ds.x), (~da.isnan(ds.x)).sum())
-        require_values(self.name, {}, {"x": count})
-        return {"bounds": [float(mean - self.sigma * std), float(mean + self.sigma * std)]}
-
-    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
-        if ds.kind == "table":
-            bounds = stats["bounds"]
-            frame = ds.frame.assign(**{c: ds.frame[c].clip(lo, hi)
-                                       for c, (lo, hi) in bounds.items()})
-            return ds.evolve(frame=frame)
-        lo, hi = stats["bounds"]
-        return ds.evolve(x=ds.x.clip(lo, hi))
-
-
-def _finite(value: Any) -> float:
-    import math
-
-    v = float(value)
-    return 0.0 if math.isnan(v) else v
-
-
-#: Accepted type families in ``check_schema`` besides exact dtype names.
-FAMILIES = {"float": "f", "int": "iu", "integer": "iu", "bool": "b", "numeric": "iuf",
-            "string": "OUS", "str": "OUS"}
-
-
-@dataclass(frozen=True)
-class CheckSchema(Step):
-    """Check columns and types before any work: ``columns={"age": "float", …}``.
-
-    Types are exact dtype names (``"float32"``) or families (``float``, ``int``, ``bool``,
-    ``numeric``, ``string``). ``extra=False`` rejects columns not listed; ``cast=True``
-    converts columns to the exact dtypes given instead of failing.
-
-    >>> CheckSchema(columns={"f0": "float"}).params()
-    {'columns': {'f0': 'float'}, 'extra': True, 'cast': False}
-    """
-
-    name: ClassVar[str] = "check_schema"
-    kinds: ClassVar[tuple[str, ...]] = ("table",)
-    columns: dict[str, str] = field(default_factory=dict)
-    extra: bool = True
-    cast: bool = False
-
-    def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:
-        import numpy as np
-
-        frame = ds.frame
-        casts = {}
-        for col, want in self.columns.items():
-            if col not in ds.columns:
-                raise UsageError(f"step 'check_schema': column '{col}'"
-                                 f"{did_you_mean(col, ds.columns)} is missing from dataset "
-                                 f"{ds.name!r}; columns: {', '.join(ds.columns)}")
-            have = frame.dtypes[col]
-            kind = getattr(have, "kind", "O")
-            ok = (kind in FAMILIES[want]) if want in FAMILIES else str(have) == want
-            if not ok:
-                if self.cast and want not in FAMILIES:
-                    casts[col] = np.dtype(want)
-                    continue
-                raise UsageError(f"step 'check_schema': column '{col}' of dataset "
-                                 f"{ds.name!r} is {have}, expected {want}")
-        if not self.extra:
-            extra = [c for c in ds.columns if c not in self.columns]
-            if extra:
-                raise UsageError(f"step 'check_schema': unexpected column '{extra[0]}' in "
-                                 f"dataset {ds.name!r} (extra=False)")
-        return ds.evolve(frame=frame.astype(casts)) if casts else ds
 
 
 # -- user functions -----------------------------------------------------------------------
@@ -386,9 +201,9 @@ def register_step(name: str, factory: Callable[..., Any]) -> None:
     if isinstance(factory, type) and issubclass(factory, Step):
         _REGISTRY[name] = factory
     else:
-        def build(**kwargs: Any) -> Step:
+        def build(*, checkpoint: bool | None = None, **kwargs: Any) -> Step:
             _check_kwargs(name, factory, kwargs)
-            return FunctionStep(factory, dict(kwargs))
+            return FunctionStep(factory, dict(kwargs), checkpoint=checkpoint)
 
         _REGISTRY[name] = build
 
@@ -425,7 +240,8 @@ def make_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
         raise UsageError(f"unknown step '{name}'{did_you_mean(name, _REGISTRY)}; known "
                          f"steps: {', '.join(sorted(_REGISTRY))}") from None
     if isinstance(factory, type) and dataclasses.is_dataclass(factory):
-        allowed = [f.name for f in dataclasses.fields(factory)]
+        allowed = [f.name for f in dataclasses.fields(factory) if f.name != "checkpoint"]
+        allowed.append("checkpoint")
         for key in params:
             if key not in allowed:
                 raise UsageError(f"step '{name}': unknown parameter '{key}'"
@@ -456,9 +272,10 @@ def as_step(item: Any) -> Step:
 def _builtins() -> None:
     if _REGISTRY.get("drop_missing"):
         return
-    from . import transforms
+    from . import cleaning, transforms
 
-    for cls in (DropMissing, FillMissing, Deduplicate, ClipOutliers, CheckSchema,
+    for cls in (cleaning.DropMissing, cleaning.FillMissing, cleaning.Deduplicate,
+                cleaning.ClipOutliers, cleaning.CheckSchema,
                 transforms.MinMaxScale, transforms.StandardScale, transforms.Split,
                 transforms.Augment, transforms.TableNoise):
         _REGISTRY.setdefault(cls.name, cls)

@@ -19,7 +19,10 @@ COLUMNS = ("step", "status", "rows in", "rows out", "dropped", "seconds")
 @dataclass
 class StepReport:
     """One step of one run. ``status`` is ``ran``, ``fit`` (statistics computed now),
-    ``cached`` (statistics reused) or ``up to date`` (the whole output was current)."""
+    ``cached`` (statistics reused), ``from checkpoint`` (the step did not run: the run
+    resumed from a checkpoint at or after it) or ``up to date`` (the whole output was
+    current). ``checkpoint`` is ``written`` or ``read`` for the step whose output was
+    saved to, or resumed from, the cache."""
 
     name: str
     status: str
@@ -27,6 +30,7 @@ class StepReport:
     rows_out: int | None = None
     seconds: float = 0.0
     statistics: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str = ""
 
     @property
     def dropped(self) -> int | None:
@@ -40,7 +44,8 @@ class StepReport:
 
         d = self.dropped
         dropped = f"+{-d} added" if d is not None and d < 0 else num(d)
-        return [self.name, self.status, num(self.rows_in), num(self.rows_out), dropped,
+        status = f"{self.status}, checkpoint {self.checkpoint}" if self.checkpoint else self.status
+        return [self.name, status, num(self.rows_in), num(self.rows_out), dropped,
                 f"{self.seconds:.2f}"]
 
 
@@ -80,6 +85,9 @@ class RunSummary:
         lines = [f"pipeline {self.pipeline}: {self.status}"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
+        skipped = [s.name for s in self.steps if s.status == "from checkpoint"]
+        if skipped:
+            lines.append(f"resumed from a checkpoint: {', '.join(skipped)} did not run")
         if self.counts:
             lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in self.counts.items()))
         if self.seconds:

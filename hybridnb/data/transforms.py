@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from ..errors import UsageError
 from .dataset import DROPPED, SPLIT_CODES, SPLIT_COLUMN, DaskDataset
+from .moments import table_moments
 from .steps import Compute, Step, StepContext, require_values
 
 logger = logging.getLogger(__name__)
@@ -37,16 +38,14 @@ class _Scale(Step):
     columns: list[str] | None = None
 
     def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
-        # min, max, mean, std and count in a single pass: dask shares the reads.
+        # min, max, mean, std and count in a single pass, one small task per partition.
         if ds.kind == "table":
             cols = self._columns(ds, self.columns)
-            sub = ds.frame[cols]
-            lo, hi, mean, std, count = compute(sub.min(), sub.max(), sub.mean(), sub.std(),
-                                               sub.count())
-            require_values(self.name, {}, dict(count.items()))
-            return {"columns": {c: {"min": float(lo[c]), "max": float(hi[c]),
-                                    "mean": float(mean[c]), "std": _nz(std[c]),
-                                    "count": int(count[c])} for c in cols}}
+            m = table_moments(ds.frame, cols, compute)
+            require_values(self.name, {}, {c: m[c]["count"] for c in cols})
+            return {"columns": {c: {"min": m[c]["min"], "max": m[c]["max"],
+                                    "mean": m[c]["mean"], "std": _nz(m[c]["std"]),
+                                    "count": int(m[c]["count"])} for c in cols}}
         import dask.array as da
 
         x = ds.x  # nan-aware statistics over every sample; dropped ones hold no NaN issue

@@ -1,0 +1,42 @@
+"""The manifest of a prepared dataset: what it is, where it came from, how it was made.
+
+``manifest.json`` holds the schema, the source and its residency, every step with its
+parameters, cache key and fitted statistics, counts per split, and each shard's files,
+row count and SHA-256 checksums (:func:`hybridnb.data.shards.verify` checks them).
+
+>>> build_manifest(pipeline, source, ds, keys, final, reports, records,  # doctest: +SKIP
+...                counts, summary)["counts"]
+{'train': 1437, 'validation': 180, 'test': 180}
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .cache import FORMAT_VERSION
+from .dataset import DaskDataset
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .summary import RunSummary, StepReport
+
+
+def build_manifest(pipeline: Pipeline, source: DaskDataset, ds: DaskDataset, keys: list[str],
+                   final: str, reports: list[StepReport], records: list[dict[str, Any]],
+                   counts: dict[str, int], summary: RunSummary) -> dict[str, Any]:
+    """The manifest's content (written last, by :func:`hybridnb.data.shards.commit`)."""
+    steps = pipeline.steps
+    return {
+        "format": "hybridnb-dataset", "version": FORMAT_VERSION, "key": final,
+        "pipeline": pipeline.name, "name": source.name, "kind": ds.kind, "site": source.site,
+        "classification": source.classification, "source": source.source,
+        "fingerprint": source.fingerprint, "schema": ds.describe(), "target": ds.target,
+        "shard_rows": pipeline.shard_rows,
+        "steps": [{"name": s.name, "params": s.params(), "key": k, "statistics": r.statistics}
+                  for s, k, r in zip(steps, keys, reports[:len(keys)], strict=True)],
+        "counts": counts, "bytes": sum(r["bytes"] for r in records),
+        "shards": [{k: v for k, v in r.items() if k != "nonnull"} for r in records],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "summary": summary.to_dict(),
+    }
