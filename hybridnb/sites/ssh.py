@@ -31,6 +31,7 @@ class _Deadline:
 
     address: str
     remote_python: Any
+    what = "process"  # named in the error
 
     def __init__(self, *args: Any, start_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -40,9 +41,8 @@ class _Deadline:
         try:
             await asyncio.wait_for(super().start(), self.start_timeout)  # type: ignore[misc]
         except asyncio.TimeoutError:
-            what = type(self).__mro__[2].__name__.lower()
             raise OperationError(
-                f"the {what} on {self.address} did not report its address within "
+                f"the {self.what} on {self.address} did not report its address within "
                 f"{self.start_timeout:g} s; check that {self.remote_python or 'python'} "
                 f"runs there with distributed installed (or raise ssh.start_timeout)"
             ) from None
@@ -51,9 +51,13 @@ class _Deadline:
 class TimedScheduler(_Deadline, dask_ssh.Scheduler):
     """distributed's SSH ``Scheduler`` with a start deadline."""
 
+    what = "scheduler"
+
 
 class TimedWorker(_Deadline, dask_ssh.Worker):
     """distributed's SSH ``Worker`` with a start deadline."""
+
+    what = "worker"
 
 
 class SSHBackend(Backend):
