@@ -97,6 +97,12 @@ class Runner:
         if not lazy:
             return tuple(values)
         todo = [objs[i] for i in lazy]
+        if len(todo) == 1 and hasattr(todo[0], "optimize") and hasattr(todo[0], "expr"):
+            # Client.compute does not fuse a DataFrame's blockwise chains (read → steps →
+            # write would be one task per step and partition, each result held until the
+            # next runs). One collection alone fuses safely; several are left as they
+            # are, since fusing each apart would read shared inputs once per collection.
+            todo = [todo[0].optimize(fuse=True)]
         if self.cluster is not None:
             client = self.cluster.client
             futures = client.compute(todo, **self.pins)
