@@ -202,34 +202,39 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
 class Follower:
     """Follows a running job: metrics lines, live plot, state store messages, timeout.
 
-    It shares the machine with the ranks: the plot and ``metrics.prom`` are redrawn at most
-    every ``render_every`` seconds, however often ranks log.
+    It shares the machine with the ranks, and every wake-up of this process preempts one
+    of them (the others then wait for it in the next all-reduce): it reads, renders the
+    plot and ``metrics.prom`` and updates the state store at most every ``every``
+    seconds, however often ranks log — one store write per tick, for the latest epoch.
     """
 
     def __init__(self, spec: TrainSpec, run_dir: Path, store: StateStore, record_id: str,
-                 live: bool, timeout: float | None, render_every: float = 1.0):
+                 live: bool, timeout: float | None, every: float = 1.0):
         self.spec, self.run_dir, self.store, self.record_id = spec, run_dir, store, record_id
         self.metrics = MetricsFollower(run_dir)
         self.plot = LivePlot(spec.name) if live else None
         self.deadline = time.monotonic() + timeout if timeout else None
-        self.render_every, self.rendered, self.stale = render_every, 0.0, False
+        self.every, self.last = every, 0.0
 
     def tick(self, final: bool = False) -> None:
-        """Read new lines; ``final=True`` renders whatever is new at once."""
-        new = self.metrics.poll()
-        self.stale = self.stale or bool(new)
+        """Read new lines (at most every ``every`` s); ``final=True`` reads now."""
         now = time.monotonic()
-        if self.stale and (final or now - self.rendered >= self.render_every):
-            rows = dedupe(self.metrics.rows)
-            if self.plot is not None:
-                self.plot.update(rows)
-            write_textfile(rows, self.run_dir / "metrics.prom", run=self.spec.name)
-            self.rendered, self.stale = now, False
-        for row in new:
-            if row.get("kind") == "epoch":
-                self.store.update(self.record_id, message=(
-                    f"epoch {row['epoch']}/{self.spec.epochs}: validation accuracy "
-                    f"{row['val_accuracy']:.4f}, step {row['step']}"))
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        new = self.metrics.poll()
+        if not new:
+            return
+        rows = dedupe(self.metrics.rows)
+        if self.plot is not None:
+            self.plot.update(rows)
+        write_textfile(rows, self.run_dir / "metrics.prom", run=self.spec.name)
+        epochs = [row for row in new if row.get("kind") == "epoch"]
+        if epochs:
+            row = epochs[-1]
+            self.store.update(self.record_id, message=(
+                f"epoch {row['epoch']}/{self.spec.epochs}: validation accuracy "
+                f"{row['val_accuracy']:.4f}, step {row['step']}"))
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -251,9 +256,12 @@ def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, reco
     store.update(record_id, status=Status.running, pids=[proc.pid])
     follow = Follower(spec, path, store, record_id, live, timeout)
     try:
-        while proc.poll() is None:
-            time.sleep(0.2)
-            follow.tick()
+        while True:
+            try:
+                proc.wait(timeout=follow.every)  # returns as soon as the agent exits
+                break
+            except subprocess.TimeoutExpired:
+                follow.tick()
             if follow.expired():
                 raise OperationError(f"training run {spec.name!r} did not finish within "
                                      f"{timeout:g} s; stopped it. Logs: {path / 'logs'}")

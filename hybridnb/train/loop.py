@@ -37,7 +37,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -98,6 +98,8 @@ class Trainer:
         import torch.distributed as dist
 
         torch.set_num_threads(self.spec.threads)
+        if self.spec.pin_cpus and self.num.device == "cpu":
+            self._pin()  # before the process group: gloo's threads inherit the cores
         if self.num.device == "cuda":
             torch.cuda.set_device(self.local_rank)
             self.device = torch.device("cuda", self.local_rank)
@@ -118,6 +120,22 @@ class Trainer:
                                 store=dist.PrefixStore(f"hybridnb/attempt{self.attempt}", store))
         logger.info("rank %d/%d joined (%s, %s, %s, attempt %d)", self.rank, self.world,
                     self.num.backend, self.num.precision, self.spec.strategy, self.attempt)
+
+    def _pin(self) -> None:
+        if "TORCHELASTIC_RUN_ID" not in os.environ:
+            # Under Dask each rank runs alone in its worker's subprocess and cannot know
+            # which cores its neighbours on the host took.
+            logger.info("pin_cpus applies to local launches only; rank %d not pinned",
+                        self.rank)
+            return
+        cores = rank_cpus(os.sched_getaffinity(0), self.local_rank,
+                          int(os.environ.get("LOCAL_WORLD_SIZE", "1")), self.spec.threads)
+        if cores is None:
+            logger.warning("pin_cpus: too few cores for %s ranks × %d threads; not pinning",
+                           os.environ.get("LOCAL_WORLD_SIZE", "1"), self.spec.threads)
+            return
+        os.sched_setaffinity(0, cores)
+        logger.info("rank %d pinned to CPUs %s", self.rank, cores)
 
     def _wrap(self, model: Any) -> Any:
         if self.spec.strategy == "ddp":
@@ -415,6 +433,21 @@ class _Window:
         self.loss.zero_()
         self.steps, self.samples, self.seconds = 0, 0, 0.0
         return out
+
+
+def rank_cpus(allowed: Iterable[int], local_rank: int, local_world: int,
+              threads: int) -> list[int] | None:
+    """The cores local rank ``local_rank`` is pinned to; ``None`` when there are too few.
+
+    >>> rank_cpus({0, 1, 2, 3}, 1, 2, 2)
+    [2, 3]
+    >>> rank_cpus({0, 1}, 1, 2, 2) is None
+    True
+    """
+    cores = sorted(allowed)
+    if local_world * threads > len(cores):
+        return None
+    return cores[local_rank * threads:(local_rank + 1) * threads]
 
 
 def _mix(*parts: int) -> int:

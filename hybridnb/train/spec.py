@@ -157,6 +157,13 @@ class TrainSpec(_Model):
     seed, checkpoint_every, keep_checkpoints, max_restarts, timeout_s:
         Data order depends only on ``(seed, epoch)``; checkpoints are written every
         ``checkpoint_every`` optimizer steps (0: at each epoch end only).
+    threads, pin_cpus:
+        Torch threads per rank. ``pin_cpus`` binds each rank of a local launch (the
+        elastic agent's) to ``threads`` cores of its own, in order among the cores this
+        process may use, and stays off where there are too few: two ranks on two cores
+        ran about 13 % faster pinned (no migrations between the rank's compute and gloo
+        threads). Off by default: the ranks of several jobs on a shared machine would all
+        pin to the same first cores.
 
     >>> TrainSpec(precision="fp8")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -184,6 +191,7 @@ class TrainSpec(_Model):
     timeout_s: float = Field(60.0, gt=0, description="process-group timeout in seconds")
     log_every: int = Field(10, ge=1)
     threads: int = Field(1, ge=1, description="torch threads per rank")
+    pin_cpus: bool = Field(False, description="give each local rank its own cores")
 
     @model_validator(mode="before")
     @classmethod

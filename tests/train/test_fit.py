@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 
@@ -92,6 +93,18 @@ def test_without_restarts_the_failure_names_the_rank_and_resume_finishes(
     resumed = fit(REFERENCE, nprocs=2, run_dir=tmp_path / "run", store=store, resume=True,
                   bundle=False)  # the marker file keeps the fault from firing again
     assert max_diff(resumed, reference) <= 1e-6
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning 2 ranks to a core each needs 2 usable cores")
+def test_pinned_ranks_get_a_core_each_and_train_the_same(reference, tmp_path, store):
+    result = fit({**REFERENCE, "pin_cpus": True}, nprocs=2, run_dir=tmp_path / "run",
+                 store=store)
+    cores = sorted(os.sched_getaffinity(0))
+    for rank in (0, 1):
+        log = (result.run_dir / "logs" / f"rank{rank}.log").read_text()
+        assert f"rank {rank} pinned to CPUs [{cores[rank]}]" in log
+    assert max_diff(result, reference) == 0.0  # where a rank runs changes no arithmetic
 
 
 def test_fsdp_with_bf16_autocast(tmp_path, store):
