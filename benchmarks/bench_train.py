@@ -9,8 +9,9 @@ round (rounds alternate which side goes first, after a warm-up round):
   checkpoints, which the peer does not do, are outside both);
 - time to first step, hybridnb − torchrun (target ≤ +1.5 s): from launch to the end of
   optimizer step 1;
-- with ``pin_cpus`` (opt-in: a core of its own per rank), hybridnb / torchrun as torchrun
-  runs by default (reported): what a user gains by turning it on;
+- the same with ``pin_cpus=False`` (reported): hybridnb's default, ``auto``, gives each
+  rank a core of its own when the ranks fill the machine, as here (2 ranks, 2 cores);
+  unpinned, both sides are placed by the OS and the figure is the loop's own overhead;
 - bf16 / fp32 speed-up of hybridnb's step (target ≥ 1.3 where the CPU has native bf16,
   avx512_bf16 or amx_bf16; elsewhere bf16 is emulated, and the figure is reported as
   measured, with the target marked not applicable).
@@ -62,7 +63,8 @@ def _steady(windows: list[tuple[int, int, float, float]]) -> float:
     return sum(w[2] for w in kept) / sum(w[3] for w in kept)
 
 
-def run_hybridnb(epochs: int, precision: str = "fp32", pin_cpus: bool = False) -> Run:
+def run_hybridnb(epochs: int, precision: str = "fp32", pin_cpus: bool | str = "auto"
+                 ) -> Run:
     from hybridnb.train import fit
     from hybridnb.train.metrics import read_metrics
 
@@ -122,16 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=7, help="measured rounds (≥ 5)")
     parser.add_argument("--epochs", type=int, default=60, help="20 steps each")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 runs")
-    parser.add_argument("--no-pinned", action="store_true",
-                        help="skip the runs with pin_cpus (a core per rank)")
+    parser.add_argument("--no-unpinned", action="store_true",
+                        help="skip the runs with pin_cpus=False")
     args = parser.parse_args(argv)
     os.environ.setdefault("HYBRIDNB_HOME", tempfile.mkdtemp(prefix="hybridnb-bench-"))
     cases: dict[str, Callable[[], Run]] = {
         "torchrun": lambda: run_torchrun(args.epochs),
         "hybridnb": lambda: run_hybridnb(args.epochs),
     }
-    if not args.no_pinned:
-        cases["hybridnb pinned"] = lambda: run_hybridnb(args.epochs, pin_cpus=True)
+    if not args.no_unpinned:
+        cases["hybridnb unpinned"] = lambda: run_hybridnb(args.epochs, pin_cpus=False)
     if not args.no_bf16:
         cases["hybridnb bf16"] = lambda: run_hybridnb(max(2, args.epochs // 4), "bf16")
     runs: dict[str, list[Run]] = {name: [] for name in cases}
@@ -159,13 +161,14 @@ def main(argv: list[str] | None = None) -> None:
     figures = {"samples/s ratio hybridnb/torchrun": statistics.median(ratio),
                "first step added s": statistics.median(added)}
     targets = {"samples/s ratio hybridnb/torchrun": ">= 0.98", "first step added s": "<= 1.5"}
-    if "hybridnb pinned" in cases:
-        pinned = [p / t for p, t in zip(sps["hybridnb pinned"], sps["torchrun"], strict=True)]
-        raw["hybridnb pinned samples/s"] = sps["hybridnb pinned"]
-        raw["ratio hybridnb pinned/torchrun"] = pinned
-        figures["samples/s ratio hybridnb pinned/torchrun"] = statistics.median(pinned)
-        targets["samples/s ratio hybridnb pinned/torchrun"] = (
-            "reported: pin_cpus is opt-in; torchrun as run by default, unpinned")
+    if "hybridnb unpinned" in cases:
+        unpinned = [u / t for u, t in zip(sps["hybridnb unpinned"], sps["torchrun"],
+                                          strict=True)]
+        raw["hybridnb unpinned samples/s"] = sps["hybridnb unpinned"]
+        raw["ratio hybridnb unpinned/torchrun"] = unpinned
+        figures["samples/s ratio hybridnb unpinned/torchrun"] = statistics.median(unpinned)
+        targets["samples/s ratio hybridnb unpinned/torchrun"] = (
+            "reported: both sides placed by the OS, the loop's own overhead")
     if "hybridnb bf16" in cases:
         native, why = native_bf16()
         speedup = [b / f for b, f in zip(sps["hybridnb bf16"], sps["hybridnb"], strict=True)]

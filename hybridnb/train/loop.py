@@ -98,7 +98,7 @@ class Trainer:
         import torch.distributed as dist
 
         torch.set_num_threads(self.spec.threads)
-        if self.spec.pin_cpus and self.num.device == "cpu":
+        if self.spec.pin_cpus is not False and self.num.device == "cpu":
             self._pin()  # before the process group: gloo's threads inherit the cores
         if self.num.device == "cuda":
             torch.cuda.set_device(self.local_rank)
@@ -122,17 +122,21 @@ class Trainer:
                     self.num.backend, self.num.precision, self.spec.strategy, self.attempt)
 
     def _pin(self) -> None:
+        explicit = self.spec.pin_cpus is True
         if "TORCHELASTIC_RUN_ID" not in os.environ:
             # Under Dask each rank runs alone in its worker's subprocess and cannot know
             # which cores its neighbours on the host took.
-            logger.info("pin_cpus applies to local launches only; rank %d not pinned",
-                        self.rank)
+            if explicit:
+                logger.info("pin_cpus applies to local launches only; rank %d not pinned",
+                            self.rank)
             return
-        cores = rank_cpus(os.sched_getaffinity(0), self.local_rank,
-                          int(os.environ.get("LOCAL_WORLD_SIZE", "1")), self.spec.threads)
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        cores = rank_cpus(self.spec.pin_cpus, os.sched_getaffinity(0), self.local_rank,
+                          local_world, self.spec.threads)
         if cores is None:
-            logger.warning("pin_cpus: too few cores for %s ranks × %d threads; not pinning",
-                           os.environ.get("LOCAL_WORLD_SIZE", "1"), self.spec.threads)
+            if explicit:
+                logger.warning("pin_cpus: too few cores for %d ranks × %d threads; not "
+                               "pinning", local_world, self.spec.threads)
             return
         os.sched_setaffinity(0, cores)
         logger.info("rank %d pinned to CPUs %s", self.rank, cores)
@@ -435,17 +439,24 @@ class _Window:
         return out
 
 
-def rank_cpus(allowed: Iterable[int], local_rank: int, local_world: int,
-              threads: int) -> list[int] | None:
-    """The cores local rank ``local_rank`` is pinned to; ``None`` when there are too few.
+def rank_cpus(setting: bool | str, allowed: Iterable[int], local_rank: int,
+              local_world: int, threads: int) -> list[int] | None:
+    """The cores local rank ``local_rank`` is pinned to, or ``None``: not pinned.
 
-    >>> rank_cpus({0, 1, 2, 3}, 1, 2, 2)
+    ``True`` pins whenever the cores suffice; ``"auto"`` only when the local ranks'
+    threads use every core this process may use.
+
+    >>> rank_cpus("auto", {0, 1}, 1, 2, 1)
+    [1]
+    >>> rank_cpus("auto", {0, 1, 2, 3}, 1, 2, 1) is None  # half the machine: the OS places
+    True
+    >>> rank_cpus(True, {0, 1, 2, 3}, 1, 2, 2)
     [2, 3]
-    >>> rank_cpus({0, 1}, 1, 2, 2) is None
+    >>> rank_cpus(True, {0, 1}, 1, 2, 2) is None
     True
     """
-    cores = sorted(allowed)
-    if local_world * threads > len(cores):
+    cores, need = sorted(allowed), local_world * threads
+    if setting is False or need > len(cores) or (setting == "auto" and need != len(cores)):
         return None
     return cores[local_rank * threads:(local_rank + 1) * threads]
 

@@ -107,6 +107,14 @@ def test_pinned_ranks_get_a_core_each_and_train_the_same(reference, tmp_path, st
     assert max_diff(result, reference) == 0.0  # where a rank runs changes no arithmetic
 
 
+def test_auto_pins_only_ranks_that_fill_the_machine(reference):
+    # The reference run: 2 ranks × 1 thread, pin_cpus left at "auto".
+    fills = len(os.sched_getaffinity(0)) == 2
+    for rank in (0, 1):
+        log = (reference.run_dir / "logs" / f"rank{rank}.log").read_text()
+        assert ("pinned to CPUs" in log) == fills
+
+
 def test_fsdp_with_bf16_autocast(tmp_path, store):
     result = fit(tiny(strategy="fsdp", precision="bf16", allow_emulated_bf16=True,
                       optimizer={"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
