@@ -37,7 +37,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -47,7 +47,9 @@ from .checkpoint import load_latest, save_checkpoint
 from .data import Arrays, epoch_order, eval_indices, load_arrays
 from .models import build_model
 from .optim import Numerics, build_optimizer, build_scheduler, resolve_numerics
+from .rank import mix, rank_cpus, redirect_output, seed_all
 from .spec import TrainSpec
+from .window import StepWindow
 
 logger = logging.getLogger(__name__)
 
@@ -56,19 +58,6 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
-
-
-def _redirect_output(run_dir: Path, rank: int) -> None:
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    fd = os.open(logs / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)  # file descriptors, so C++ (gloo) output lands there too
-    os.dup2(fd, 2)
-    os.close(fd)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -314,7 +303,7 @@ class Trainer:
 
         spec, started = self.spec, time.perf_counter()
         arrays = load_arrays(spec.data)
-        _seed_all(spec.seed)  # the same initial weights on every rank (FSDP needs it)
+        seed_all(spec.seed)  # the same initial weights on every rank (FSDP needs it)
         model = self._wrap(build_model(spec.model.factory, spec.model.kwargs).to(self.device))
         opt = build_optimizer(spec.optimizer, model.parameters())
         xtr, ytr = arrays.x["train"], arrays.y["train"]
@@ -326,7 +315,7 @@ class Trainer:
         scaler = self._scaler()
         pos = self._restore(model, opt, sched, scaler)
         step, val = pos["step"], {}
-        window = _Window(self.device)
+        window = StepWindow(self.device)
         for epoch in range(pos["epoch"], spec.epochs):
             if step >= total:
                 break
@@ -337,7 +326,7 @@ class Trainer:
                 for micro in range(b, end):
                     i = order[micro * bs:(micro + 1) * bs]
                     xb, yb = xtr[i].to(self.device), ytr[i].to(self.device)
-                    self._reseed(_mix(spec.seed, self.rank, step, micro))
+                    self._reseed(mix(spec.seed, self.rank, step, micro))
                     with self._sync(model, micro == end - 1):
                         with self._autocast():
                             loss = F.cross_entropy(model(xb).float(), yb)
@@ -402,81 +391,6 @@ def _no_fsdp_sync(model: Any) -> Iterator[None]:
         model.set_requires_gradient_sync(True)
 
 
-class _Window:
-    """Loss, samples and training time since the last metrics line, summed without syncs."""
-
-    def __init__(self, device: Any):
-        import torch
-
-        self.loss = torch.zeros((), dtype=torch.float32, device=device)
-        self.steps, self.samples, self.seconds = 0, 0, 0.0
-        self.start = time.perf_counter()
-
-    def add(self, loss: Any, samples: int) -> None:
-        # In place on the device: float(loss) here would wait for a GPU every micro-batch.
-        self.loss += loss.detach()
-        self.samples += samples
-
-    def step(self) -> None:
-        """An optimizer step ended: count it and the time since the previous one."""
-        now = time.perf_counter()
-        self.seconds += now - self.start
-        self.steps, self.start = self.steps + 1, now
-
-    def restart(self) -> None:
-        """Leave out what happened since the last step (evaluation, a checkpoint)."""
-        self.start = time.perf_counter()
-
-    def flush(self, world: int) -> dict[str, Any]:
-        """The window's figures (per step, all ranks' samples), then start a new one."""
-        steps, seconds = max(self.steps, 1), max(self.seconds, 1e-9)
-        out = {"loss": float(self.loss) / steps,  # the one host sync of the window
-               "step_seconds": seconds / steps,
-               "samples_per_second": self.samples * world / seconds,
-               "window_steps": self.steps, "window_seconds": seconds}
-        self.loss.zero_()
-        self.steps, self.samples, self.seconds = 0, 0, 0.0
-        return out
-
-
-def rank_cpus(setting: bool | str, allowed: Iterable[int], local_rank: int,
-              local_world: int, threads: int) -> list[int] | None:
-    """The cores local rank ``local_rank`` is pinned to, or ``None``: not pinned.
-
-    ``True`` pins whenever the cores suffice; ``"auto"`` only when the local ranks'
-    threads use every core this process may use.
-
-    >>> rank_cpus("auto", {0, 1}, 1, 2, 1)
-    [1]
-    >>> rank_cpus("auto", {0, 1, 2, 3}, 1, 2, 1) is None  # half the machine: the OS places
-    True
-    >>> rank_cpus(True, {0, 1, 2, 3}, 1, 2, 2)
-    [2, 3]
-    >>> rank_cpus(True, {0, 1}, 1, 2, 2) is None
-    True
-    """
-    cores, need = sorted(allowed), local_world * threads
-    if setting is False or need > len(cores) or (setting == "auto" and need != len(cores)):
-        return None
-    return cores[local_rank * threads:(local_rank + 1) * threads]
-
-
-def _mix(*parts: int) -> int:
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (p & 0xFFFFFFFF)) * 1099511628211) % (1 << 63)
-    return h
-
-
-def _seed_all(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of one rank (see the module docstring)."""
     from torch.distributed.elastic.multiprocessing.errors import record
@@ -486,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("usage: python -m hybridnb.train.loop SPEC.json RUN_DIR")
     spec_path, run_dir = Path(args[0]), Path(args[1])
     rank = int(os.environ.get("RANK", "0"))
-    _redirect_output(run_dir, rank)
+    redirect_output(run_dir, rank)
 
     @record  # writes the traceback to TORCHELASTIC_ERROR_FILE for the launcher to report
     def _run() -> None:
