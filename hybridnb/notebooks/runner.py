@@ -166,6 +166,7 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
     >>> run.outcome, run.records                                       # doctest: +SKIP
     """
     import papermill as pm
+    from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     from ..state import Kind, StateStore, Status
@@ -217,6 +218,15 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
     except DeadKernelError as exc:
         outcome, error = Outcome.dead_kernel, f"the kernel died: {exc}"
         failed_cell = stopped_at(out)
+    except NoSuchKernel as exc:
+        _ended(st, rec, exc, "the kernel did not start")
+        raise UsageError(f"no Jupyter kernel named {exc.name!r} (the notebook's or "
+                         "kernel_name=): see `jupyter kernelspec list`") from None
+    except BaseException as exc:
+        # A kernel that would not start, Ctrl-C, ...: the record must not stay "running".
+        _ended(st, rec, exc, "interrupted" if isinstance(exc, KeyboardInterrupt)
+               else "did not finish")
+        raise
     finally:
         seconds = time.perf_counter() - start
         records = read_records(record_file)
@@ -227,6 +237,17 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
                   else Status.failed, error=error, message=outcome.value)
     return NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
                        warnings, report_path, rec.id if rec else None)
+
+
+def _ended(store: Any, rec: Any, exc: BaseException, message: str) -> None:
+    """Mark a run's record ended by ``exc``: stopped for Ctrl-C, failed otherwise."""
+    if store is None or rec is None:
+        return
+    from ..state import Status
+
+    status = Status.stopped if isinstance(exc, KeyboardInterrupt) else Status.failed
+    store.update(rec.id, status=status, message=message,
+                 error=f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def stopped_at(notebook: Path) -> int | None:

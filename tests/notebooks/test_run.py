@@ -33,6 +33,27 @@ def test_run_succeeds_with_records_and_state(notebook):
     assert kernels_alive() == []
 
 
+def test_a_kernel_that_cannot_start_ends_the_record(notebook):
+    with pytest.raises(UsageError, match="no Jupyter kernel named 'no-such-kernel'"):
+        run_notebook(notebook, kernel_name="no-such-kernel", timeout=60)
+    (rec,) = StateStore().list("notebook")
+    assert rec.status.value == "failed" and "NoSuchKernel" in rec.error
+    assert kernels_alive() == []
+
+
+def test_ctrl_c_stops_the_record_and_propagates(notebook, monkeypatch):
+    import papermill
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_notebook(notebook, timeout=60)
+    (rec,) = StateStore().list("notebook")
+    assert rec.status.value == "stopped" and rec.error.startswith("KeyboardInterrupt")
+
+
 def test_failing_cell_keeps_partial_output(notebook, capsys):
     code = main(["run", str(notebook), "-p", "fail", "true", "-p", "lr", "0.3"])
     assert code == 3
