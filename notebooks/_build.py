@@ -107,7 +107,7 @@ QUICKSTART = [
     replicas = 2             # endpoint replicas
     requests = 400           # requests of generated traffic
     concurrency = 8          # client threads sending them
-    latency_alert_ms = 2.0   # p99 threshold of the demo alert rule (low, so it fires)
+    latency_alert_ms = 0.5   # p99 threshold of the demo alert rule (low, so it fires)
     out_dir = "build/demo"   # data, run, plots and metrics go here
     """),
     code(IMPORTS),
@@ -204,8 +204,10 @@ QUICKSTART = [
         for replica in endpoint.status()["replicas"]:
             collector.add_target(replica["url"], job="hybridnb-endpoint", name=bundle.name)
         print(endpoint)
+        collector.collect_once()  # a round before the traffic and one after: rate() sees
         latency_ms, predicted = send_traffic(endpoint, images, requests, concurrency)
-        time.sleep(2.0)  # a few more scrapes, so the rule sees the traffic
+        collector.collect_once()  # the whole burst, however short next to the interval
+        time.sleep(2.0)  # a few more scrapes for the dashboard
         status = endpoint.status()
         alerts = list(collector.alerts.history)
     print(f"closed: {endpoint.closed}, collector running: {collector.running}")
@@ -603,7 +605,7 @@ MONITORING = [
     requests = 200
     concurrency = 4
     interval = 0.5           # seconds between scrapes
-    latency_alert_ms = 2.0   # p99 threshold (low, so the traffic trips it)
+    latency_alert_ms = 0.5   # p99 threshold (low, so the traffic trips it)
     out_dir = "build/notebooks/05_monitoring"
     """),
     code(IMPORTS),
@@ -651,7 +653,11 @@ MONITORING = [
         collector.add_target(endpoint.url, job="hybridnb-endpoint", name=bundle.name)
         for replica in endpoint.status()["replicas"]:
             collector.add_target(replica["url"], job="hybridnb-endpoint", name=bundle.name)
+        # A round before and one right after the traffic: rate() sees the whole burst,
+        # however short it is next to the scrape interval.
+        collector.collect_once()
         latency_ms, _ = send_traffic(endpoint, images, requests, concurrency)
+        collector.collect_once()
         time.sleep(4 * interval)
         endpoint.scale(1)
         time.sleep(4 * interval)
