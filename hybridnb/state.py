@@ -219,10 +219,31 @@ class StateStore:
                 raise
             conn.execute("COMMIT")
 
+    def _use_wal(self) -> None:
+        # Switching to WAL needs the file to itself, and SQLite answers SQLITE_BUSY at once
+        # (no busy_timeout wait) when other processes open a new store at the same moment,
+        # e.g. kernels started together. The mode is stored in the file: retry until one
+        # opener has switched it and the others see "wal".
+        deadline, delay = time.monotonic() + BUSY_TIMEOUT, 0.002
+        while True:
+            with self._connect() as conn:
+                try:
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                        return
+                    if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                        return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(
+                    f"{self.path}: could not switch the state store to WAL mode within "
+                    f"{BUSY_TIMEOUT:.0f} s; is another program holding it open?")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
     def _migrate(self) -> None:
-        with self._connect() as conn:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
