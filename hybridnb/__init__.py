@@ -71,14 +71,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .notebooks.secrets import secret
     from .notebooks.sweep import sweep
     from .placement import plan
-    from .serve.bundle import Bundle, bundle, load_bundle
     from .serve.endpoint import Endpoint, deploy
+    from .serve.model_bundle import Bundle, bundle, load_bundle
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
     from .train.launch import fit
     from .train.result import TrainResult
     from .train.spec import TrainSpec
-    from .widgets.ui import ui
+    from .widgets.tabs import ui
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -35,7 +35,7 @@ def serve(bundle: Path = typer.Argument(..., help="The model bundle directory.")
     """Serve a model bundle (Open Inference Protocol v2, KServe v1, /metrics) until Ctrl-C."""
     import logging
 
-    from ..serve.bundle import load_bundle
+    from ..serve.model_bundle import load_bundle
     from ..serve.server import run_server
     from ..serve.settings import ServeSettings
     from ..state import Kind, StateStore, Status
@@ -129,7 +129,7 @@ def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."
            ) -> None:
     """Deploy a bundle: local replicas behind a router, or render Kubernetes/nginx/edge files."""
     from ..errors import UsageError
-    from ..serve.bundle import load_bundle
+    from ..serve.model_bundle import load_bundle
 
     loaded = load_bundle(bundle)
     if render is not None:

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import UsageError, did_you_mean
+from ..train.metrics import GAUGES as TRAIN_GAUGES
 
 # Seconds: one definition, owned by the endpoint that exposes the histogram.
 
@@ -63,18 +64,10 @@ _ALL = [
        "Requests refused by admission control (503)."),
     _f("hybridnb_endpoint_cache_lookups_total", "counter",
        "Response cache lookups, by result.", "", ("result",)),
-    # Training runs (hybridnb.train.metrics), read from the run's metrics lines.
-    _f("hybridnb_train_loss", "gauge", "Mean training loss over the latest logged window.",
-       source="train"),
-    _f("hybridnb_train_accuracy", "gauge", "Latest validation (or final test) accuracy, 0-1.",
-       source="train"),
-    _f("hybridnb_train_samples_per_second", "gauge",
-       "Training throughput over all ranks in the latest logged window.", source="train"),
-    _f("hybridnb_train_step_seconds", "gauge",
-       "Mean wall time of an optimizer step over the latest logged window.", "seconds",
-       source="train"),
-    _f("hybridnb_train_learning_rate", "gauge", "Learning rate of the latest step.",
-       source="train"),
+    # Training runs, read from the run's metrics lines: the gauges a run exposes itself
+    # (hybridnb.train.metrics.GAUGES, whose help texts are the only copy), and two more.
+    *(_f(name, "gauge", text, "seconds" if name.endswith("_seconds") else "",
+         source="train") for name, (_, text) in TRAIN_GAUGES.items()),
     _f("hybridnb_train_step", "gauge", "Latest optimizer step logged.", source="train"),
     _f("hybridnb_train_last_step_timestamp_seconds", "gauge",
        "Unix time when the latest step was logged.", "seconds", source="train"),

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _LAZY = {
-    "bundle": "hybridnb.serve.bundle:bundle",
-    "load_bundle": "hybridnb.serve.bundle:load_bundle",
-    "Bundle": "hybridnb.serve.bundle:Bundle",
-    "BundleError": "hybridnb.serve.bundle:BundleError",
-    "TensorSpec": "hybridnb.serve.bundle:TensorSpec",
+    "bundle": "hybridnb.serve.model_bundle:bundle",
+    "load_bundle": "hybridnb.serve.model_bundle:load_bundle",
+    "Bundle": "hybridnb.serve.model_bundle:Bundle",
+    "BundleError": "hybridnb.serve.model_bundle:BundleError",
+    "TensorSpec": "hybridnb.serve.model_bundle:TensorSpec",
     "ServeSettings": "hybridnb.serve.settings:ServeSettings",
     "create_app": "hybridnb.serve.app:create_app",
     "run_server": "hybridnb.serve.server:run_server",
@@ -30,7 +30,7 @@ _LAZY = {
     "Endpoint": "hybridnb.serve.endpoint:Endpoint",
     "AutoscalePolicy": "hybridnb.serve.autoscale:AutoscalePolicy",
     "POLICIES": "hybridnb.serve.router:POLICIES",
-    "compress": "hybridnb.serve.compress:compress",
+    "compress": "hybridnb.serve.compression:compress",
 }
 
 __all__ = list(_LAZY)
@@ -38,9 +38,9 @@ __all__ = list(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .app import create_app
     from .autoscale import AutoscalePolicy
-    from .bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle
-    from .compress import compress
+    from .compression import compress
     from .endpoint import Endpoint, deploy
+    from .model_bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle
     from .process import ServerProcess, start_server
     from .router import POLICIES
     from .server import ServerThread, run_server

@@ -5,7 +5,7 @@ against the bundle's schema, passes admission control, and awaits the batcher. E
 are ``{"error": message}`` with a 4xx/5xx status, as the protocol asks.
 
 >>> import tempfile, torch
->>> from hybridnb.serve.bundle import bundle
+>>> from hybridnb.serve.model_bundle import bundle
 >>> app = create_app(bundle(torch.nn.Linear(2, 1), torch.zeros(1, 2), tempfile.mkdtemp() + "/m"))
 >>> sorted({r.path for r in app.routes})[:2]
 ['/metrics', '/v1/models/{name}']
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from .admission import Admission
 from .auth import check_bearer
 from .batching import Batcher
-from .bundle import Bundle, load_bundle
 from .cache import ResponseCache
 from .metrics import CONTENT_TYPE, EndpointMetrics
+from .model_bundle import Bundle, load_bundle
 from .protocol import HTTPError, infer_response, parse_infer, parse_v1, v1_response
 from .settings import ServeSettings
 
@@ -152,7 +152,7 @@ def create_app(bundle: Bundle | str | os.PathLike[str],
     Parameters
     ----------
     bundle:
-        A loaded :class:`~hybridnb.serve.bundle.Bundle` or a bundle directory.
+        A loaded :class:`~hybridnb.serve.model_bundle.Bundle` or a bundle directory.
     settings:
         Limits, batching and the token; ``None`` means the defaults.
 

@@ -2,7 +2,7 @@
 
 They take ``(spec, tensors)`` as :func:`hybridnb.serve.graph.graph_to_spec` makes them and
 return new ones, built only from ATen operators the safe interpreter already runs, so a
-compressed bundle is an ordinary bundle. :func:`hybridnb.serve.compress.compress` wraps
+compressed bundle is an ordinary bundle. :func:`hybridnb.serve.compress` wraps
 them; these are the pure parts, testable without writing files.
 
 Quantization covers Linear layers (``aten.linear``) only; pruning covers Linear and

@@ -1,9 +1,9 @@
 """The compression report, and the evaluation data, scores and latency it holds.
 
-Used by :func:`hybridnb.serve.compress.compress`.
+Used by :func:`hybridnb.serve.compress`.
 
 >>> import numpy as np, tempfile, torch
->>> from hybridnb.serve.bundle import bundle
+>>> from hybridnb.serve.model_bundle import bundle
 >>> b = bundle(torch.nn.Linear(4, 3), torch.zeros(1, 4), tempfile.mkdtemp() + "/m")
 >>> x, y, where = eval_arrays((np.zeros((5, 4)), np.zeros(5, dtype=int)), b)
 >>> x.shape, where
@@ -23,7 +23,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
 
-    from .bundle import Bundle
+    from .model_bundle import Bundle
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``deploy()`` and the :class:`Endpoint` it returns: the notebook's handle on a deployment.
 
 >>> import tempfile, torch
->>> from hybridnb.serve.bundle import bundle
+>>> from hybridnb.serve.model_bundle import bundle
 >>> b = bundle(torch.nn.Linear(2, 1), torch.zeros(1, 2), tempfile.mkdtemp() + "/m")
 >>> with deploy(b.path, replicas=1, record=False) as ep:  # doctest: +SKIP
 ...     ep.predict([[1.0, 2.0]]).shape
@@ -20,8 +20,8 @@ from typing import Any
 from ..errors import OperationError, UsageError
 from ..state import StateStore
 from .autoscale import AutoscalePolicy
-from .bundle import Bundle, load_bundle
-from .deploy import Deployment
+from .deployment import Deployment
+from .model_bundle import Bundle, load_bundle
 from .process import _tail
 from .settings import ServeSettings
 

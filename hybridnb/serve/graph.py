@@ -295,7 +295,7 @@ class SafeGraph:
         """Run once, now, every step that depends only on stored tensors; return the rest.
 
         Compressed bundles store int8 weights and dequantize them in the graph
-        (:mod:`hybridnb.serve.compress`): folding does that once at load instead of on
+        (:mod:`hybridnb.serve.compression`): folding does that once at load instead of on
         every request. Seeded random operators are never folded (each call must draw).
         """
         import torch

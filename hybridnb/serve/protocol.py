@@ -5,7 +5,7 @@ Every problem with a request is an :class:`HTTPError` with a 4xx status and a me
 that names the field: 400 for a malformed request, 422 for one that does not fit the
 model, 413 for one too large.
 
->>> from hybridnb.serve.bundle import TensorSpec
+>>> from hybridnb.serve.model_bundle import TensorSpec
 >>> spec = TensorSpec("input", "FP32", [-1, 2])
 >>> req = parse_infer(b'{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32",'
 ...                   b'"data":[1,2]}]}', None, spec, TensorSpec("output", "FP32", [-1, 1]))
@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 if TYPE_CHECKING:
-    from .bundle import TensorSpec
+    from .model_bundle import TensorSpec
 
 _NP = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64,
        "INT32": np.int32, "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8,

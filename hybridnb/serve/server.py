@@ -119,7 +119,7 @@ def run_server(bundle_path: str | os.PathLike[str], host: str = "127.0.0.1", por
         Written (``{"pid", "host", "port"}``) once the server accepts connections.
     """
     from .app import create_app
-    from .bundle import load_bundle
+    from .model_bundle import load_bundle
 
     settings = settings or ServeSettings()
     settings = settings.replace(token=resolve_token(token or settings.token, host))
@@ -146,7 +146,7 @@ class ServerThread:
     For tests and notebooks: the real server, in this process.
 
     >>> import tempfile, torch, httpx
-    >>> from hybridnb.serve.bundle import bundle
+    >>> from hybridnb.serve.model_bundle import bundle
     >>> b = bundle(torch.nn.Linear(2, 1), torch.zeros(1, 2), tempfile.mkdtemp() + "/m")
     >>> from hybridnb.serve.app import create_app
     >>> with ServerThread(create_app(b)) as srv:

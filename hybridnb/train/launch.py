@@ -339,7 +339,7 @@ def _finish(spec: TrainSpec, path: Path, make_bundle: bool) -> TrainResult:
 def write_bundle(spec: TrainSpec, path: Path, result: dict[str, Any]) -> Path | None:
     """Write ``RUN_DIR/bundle`` with :func:`hybridnb.serve.bundle` (``None`` if missing)."""
     try:
-        from ..serve.bundle import bundle
+        from ..serve.model_bundle import bundle
     except ImportError:  # the serving extra is not installed: weights are still there
         logger.warning("hybridnb.serve is not available: no model bundle written")
         return None

@@ -26,15 +26,16 @@ if TYPE_CHECKING:
 
 METRICS = "metrics.jsonl"
 
-#: Gauge name -> (field in the metrics lines, help text).
+#: Gauge name -> (field in the metrics lines, help text). The one place these help texts
+#: are written: monitoring's table of families (:mod:`hybridnb.monitor.names`) reads them.
 GAUGES = {
-    "hybridnb_train_loss": ("loss", "Mean training loss over the latest logged window"),
-    "hybridnb_train_accuracy": ("accuracy", "Latest validation (or final test) accuracy, 0-1"),
+    "hybridnb_train_loss": ("loss", "Mean training loss over the latest logged window."),
+    "hybridnb_train_accuracy": ("accuracy", "Latest validation (or final test) accuracy, 0-1."),
     "hybridnb_train_samples_per_second": (
-        "samples_per_second", "Training throughput over all ranks in the latest logged window"),
+        "samples_per_second", "Training throughput over all ranks in the latest logged window."),
     "hybridnb_train_step_seconds": (
-        "step_seconds", "Mean wall time of an optimizer step over the latest logged window"),
-    "hybridnb_train_learning_rate": ("lr", "Learning rate of the latest step"),
+        "step_seconds", "Mean wall time of an optimizer step over the latest logged window."),
+    "hybridnb_train_learning_rate": ("lr", "Learning rate of the latest step."),
 }
 
 

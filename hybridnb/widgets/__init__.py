@@ -26,8 +26,8 @@ _LAZY = {
     "TrainPanel": "hybridnb.widgets.train:TrainPanel",
     "EndpointPanel": "hybridnb.widgets.endpoint:EndpointPanel",
     "MonitorPanel": "hybridnb.widgets.monitor:MonitorPanel",
-    "ui": "hybridnb.widgets.ui:ui",
-    "UI": "hybridnb.widgets.ui:UI",
+    "ui": "hybridnb.widgets.tabs:ui",
+    "UI": "hybridnb.widgets.tabs:UI",
 }
 
 __all__ = list(_LAZY)
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .monitor import MonitorPanel
     from .preprocess import PreprocessPanel
     from .sites import SitesPanel
+    from .tabs import UI, ui
     from .train import TrainPanel
-    from .ui import UI, ui
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hybridnb.errors import OperationError, UsageError
+from hybridnb.k8s import crds
 from hybridnb.k8s import validate as v
 from hybridnb.k8s.validate import (
     ManifestError,
@@ -43,8 +44,8 @@ DEPLOYMENT = {
 @pytest.fixture
 def crd_registry(monkeypatch):
     """Registrations made by a test disappear after it."""
-    monkeypatch.setattr(v, "_CRD_SCHEMAS", dict(v._CRD_SCHEMAS))
-    monkeypatch.setattr(v, "_CRD_VALIDATORS", dict(v._CRD_VALIDATORS))
+    monkeypatch.setattr(crds, "_CRD_SCHEMAS", dict(crds._CRD_SCHEMAS))
+    monkeypatch.setattr(crds, "_CRD_VALIDATORS", dict(crds._CRD_VALIDATORS))
 
 
 @pytest.mark.parametrize("manifest", [
@@ -233,7 +234,9 @@ def test_write_manifests(tmp_path):
     assert len(write_manifests([bad], tmp_path / "raw", validate=False)) == 1
 
 
-@pytest.mark.parametrize("name", ["hybridnb.k8s", "hybridnb.k8s.validate", "hybridnb.k8s.dask"])
+@pytest.mark.parametrize("name", ["hybridnb.k8s", "hybridnb.k8s.validate", "hybridnb.k8s.dask",
+                                  "hybridnb.k8s.names", "hybridnb.k8s.problems",
+                                  "hybridnb.k8s.crds", "hybridnb.k8s.core_kinds"])
 def test_doctests(name, hybridnb_home, crd_registry):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

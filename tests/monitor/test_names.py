@@ -46,6 +46,15 @@ def test_conventions():
         assert "le" not in fam.labels and "instance" not in fam.labels
 
 
+def test_a_runs_gauges_are_families_with_one_help_text():
+    from hybridnb.train.metrics import GAUGES, prometheus_text
+
+    text = prometheus_text([], run="r")
+    for name, (_, help_text) in GAUGES.items():
+        assert FAMILIES[name].help == help_text and FAMILIES[name].source == "train"
+        assert f"# HELP {name} {help_text}" in text
+
+
 def test_host_metrics():
     values = dict(host_samples())
     total = values["hybridnb_host_memory_total_bytes"]

@@ -29,7 +29,7 @@ def _free_port() -> int:
 @pytest.fixture
 def tiny_bundle(tmp_path):
     torch = pytest.importorskip("torch")
-    from hybridnb.serve.bundle import bundle
+    from hybridnb.serve.model_bundle import bundle
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()

@@ -38,6 +38,7 @@ def test_a_kernel_that_cannot_start_ends_the_record(notebook):
         run_notebook(notebook, kernel_name="no-such-kernel", timeout=60)
     (rec,) = StateStore().list("notebook")
     assert rec.status.value == "failed" and "NoSuchKernel" in rec.error
+    assert StateStore().events(rec.id)[-1].message == "the kernel did not start"
     assert kernels_alive() == []
 
 
@@ -52,6 +53,7 @@ def test_ctrl_c_stops_the_record_and_propagates(notebook, monkeypatch):
         run_notebook(notebook, timeout=60)
     (rec,) = StateStore().list("notebook")
     assert rec.status.value == "stopped" and rec.error.startswith("KeyboardInterrupt")
+    assert StateStore().events(rec.id)[-1].message == "interrupted"
 
 
 def test_failing_cell_keeps_partial_output(notebook, capsys):

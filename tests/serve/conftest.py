@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hybridnb.serve.app import create_app  # noqa: E402
-from hybridnb.serve.bundle import Bundle, bundle  # noqa: E402
+from hybridnb.serve.model_bundle import Bundle, bundle  # noqa: E402
 from hybridnb.serve.server import ServerThread  # noqa: E402
 from hybridnb.serve.settings import ServeSettings  # noqa: E402
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hybridnb.errors import UsageError
-from hybridnb.serve.bundle import BundleError, bundle, load_bundle
+from hybridnb.serve.model_bundle import BundleError, bundle, load_bundle
 
 from .conftest import make_mlp
 
@@ -90,7 +90,7 @@ def test_bad_metadata_json(mlp, tmp_path):
 def _rewrite_graph(path, edit):
     """Edit graph.json and re-sign it, as an attacker who controls the bundle could."""
     from hybridnb.fileio import sha256_file
-    from hybridnb.serve.bundle import _content_hash
+    from hybridnb.serve.model_bundle import _content_hash
 
     graph = json.loads((path / "graph.json").read_text())
     edit(graph)

@@ -12,8 +12,8 @@ import safetensors.torch
 import torch
 
 from hybridnb.errors import UsageError
-from hybridnb.serve.bundle import bundle, load_bundle
-from hybridnb.serve.compress import compress
+from hybridnb.serve.compression import compress
+from hybridnb.serve.model_bundle import bundle, load_bundle
 
 from .conftest import infer_body
 

@@ -16,8 +16,8 @@ import torch
 
 from hybridnb.errors import UsageError
 from hybridnb.serve.autoscale import AutoscalePolicy, Autoscaler
-from hybridnb.serve.bundle import bundle
 from hybridnb.serve.endpoint import deploy
+from hybridnb.serve.model_bundle import bundle
 from hybridnb.serve.router import POLICIES, ReplicaPool
 from hybridnb.state import Kind, StateStore, Status
 

@@ -71,7 +71,7 @@ def test_train_stop_ends_the_run_and_shows_why(panels, hybridnb_home):
 def tiny_bundle(hybridnb_home):
     import torch
 
-    from hybridnb.serve.bundle import bundle
+    from hybridnb.serve.model_bundle import bundle
 
     torch.manual_seed(0)
     return bundle(torch.nn.Linear(4, 2), torch.zeros(1, 4), hybridnb_home / "tiny",

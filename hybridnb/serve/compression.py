@@ -2,13 +2,13 @@
 
 The new bundle is an ordinary one (``torch.export`` program, safetensors, safe graph):
 the transforms in :mod:`hybridnb.serve.compress_graph` rewrite the source bundle's safe
-graph, a small module runs that graph, and :func:`hybridnb.serve.bundle.bundle` exports
+graph, a small module runs that graph, and :func:`hybridnb.serve.bundle` exports
 and writes it. The :class:`CompressionReport` (accuracy on held-out data, size on disk,
 latency per batch size, sparsity) is stored in the new ``hybridnb-model.json`` under
 ``compression``.
 
 >>> import tempfile, torch
->>> from hybridnb.serve.bundle import bundle
+>>> from hybridnb.serve.model_bundle import bundle
 >>> tmp = tempfile.mkdtemp()
 >>> src = bundle(torch.nn.Linear(64, 10), torch.zeros(1, 64), tmp + "/fp32", name="m")
 >>> report = compress(src, tmp + "/int8", quantize="int8", repeats=3, batch_sizes=(4,))
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..fileio import atomic_write_json, replace_dir
 from . import compress_graph as cg
-from .bundle import GRAPH_FILE, META_FILE, WEIGHTS_FILE, Bundle, bundle, load_bundle
 from .compress_report import CompressionReport, eval_arrays, latency_p50, score
+from .model_bundle import GRAPH_FILE, META_FILE, WEIGHTS_FILE, Bundle, bundle, load_bundle
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +58,7 @@ def compress(
     Parameters
     ----------
     source:
-        A bundle directory or a loaded :class:`~hybridnb.serve.bundle.Bundle`.
+        A bundle directory or a loaded :class:`~hybridnb.serve.model_bundle.Bundle`.
     out:
         The new bundle's directory (written beside it, then renamed into place).
     quantize:
