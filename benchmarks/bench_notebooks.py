@@ -45,7 +45,7 @@ def main(repeat: int = 9, sweep_repeat: int = 5, cells: int = 200) -> None:
     from nbclient import NotebookClient
 
     from hybridnb.notebooks.runner import run_notebook
-    from hybridnb.notebooks.sweep import sweep
+    from hybridnb.notebooks.sweeps import sweep
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-notebooks-"))
     short = make_notebook(tmp / "short.ipynb", [])

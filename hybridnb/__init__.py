@@ -48,7 +48,7 @@ _LAZY = {
     "record": "hybridnb.notebooks.records:record",
     "secret": "hybridnb.notebooks.secrets:secret",
     "run_notebook": "hybridnb.notebooks.runner:run_notebook",
-    "sweep": "hybridnb.notebooks.sweep:sweep",
+    "sweep": "hybridnb.notebooks.sweeps:sweep",
     "bundle": "hybridnb.serve:bundle",
     "load_bundle": "hybridnb.serve:load_bundle",
     "Bundle": "hybridnb.serve:Bundle",
@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .notebooks.records import record
     from .notebooks.runner import run_notebook
     from .notebooks.secrets import secret
-    from .notebooks.sweep import sweep
+    from .notebooks.sweeps import sweep
     from .placement import plan
     from .serve.endpoint import Endpoint, deploy
     from .serve.model_bundle import Bundle, bundle, load_bundle

@@ -50,12 +50,6 @@ def test_subpackages_import_cheaply(package, heavy):
     assert json.loads(out) == []
 
 
-# A public name that is also a submodule's name is shadowed by that submodule once it is
-# imported (the import system binds it on the package). benchmarks/bench_notebooks.py
-# imports hybridnb.notebooks.sweep by its module path, so that one keeps its name for now.
-SHADOWED_FOR_NOW = {"hybridnb.notebooks.sweep"}
-
-
 def _lazy_packages():
     import importlib
     import pkgutil
@@ -68,22 +62,26 @@ def _lazy_packages():
 
 
 def test_no_public_name_is_also_a_submodule():
+    # Such a name would be shadowed by the submodule once that is imported (the import
+    # system binds it on the package).
     import pkgutil
 
     clashes = [f"{pkg.__name__}.{name}" for pkg in _lazy_packages()
                for name in sorted({m.name for m in pkgutil.iter_modules(pkg.__path__)})
                if name in pkg._LAZY and ":" in pkg._LAZY[name]]
-    assert sorted(set(clashes) - SHADOWED_FOR_NOW) == []
+    assert clashes == []
 
 
 def test_public_callables_win_after_their_modules_are_imported():
     # In a fresh interpreter: the modules first, then the public names.
     code = ("import json, hybridnb.serve.model_bundle as m, hybridnb.serve.compression, "
-            "hybridnb.serve.deployment, hybridnb.serve.endpoint, hybridnb.widgets.tabs\n"
+            "hybridnb.serve.deployment, hybridnb.serve.endpoint, hybridnb.widgets.tabs, "
+            "hybridnb.notebooks.sweeps\n"
             "from hybridnb.serve import bundle, compress, deploy\n"
             "from hybridnb.widgets import ui\n"
+            "from hybridnb.notebooks import sweep\n"
             "assert bundle is m.bundle, bundle\n"
-            "print(json.dumps([type(f).__name__ for f in (bundle, compress, deploy, ui)]))")
+            "print(json.dumps([type(f).__name__ for f in (bundle, compress, deploy, ui, sweep)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert json.loads(out) == ["function"] * 4
+    assert json.loads(out) == ["function"] * 5

@@ -136,8 +136,8 @@ def sweep(ctx: typer.Context,
           ) -> None:
     """Run NOTEBOOK for every combination of --grid values, in parallel on Dask;
     -p NAME VALUE fixes a parameter for every run."""
-    from ..notebooks.sweep import parse_grid
-    from ..notebooks.sweep import sweep as run_sweep
+    from ..notebooks.sweeps import parse_grid
+    from ..notebooks.sweeps import sweep as run_sweep
 
     flat, rest = pairs(list(ctx.args))
     if rest:

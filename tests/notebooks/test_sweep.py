@@ -9,7 +9,7 @@ import pandas as pd
 import psutil
 
 from hybridnb.cli import main
-from hybridnb.notebooks.sweep import grid_points, parse_grid, sweep
+from hybridnb.notebooks.sweeps import grid_points, parse_grid, sweep
 from hybridnb.sites import cluster
 from hybridnb.testing.notebooks import make_notebook
 
