@@ -24,9 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import UsageError, did_you_mean
+from ..serve.metrics import HELP as ENDPOINT_HELP
 from ..train.metrics import GAUGES as TRAIN_GAUGES
-
-# Seconds: one definition, owned by the endpoint that exposes the histogram.
 
 
 @dataclass(frozen=True)
@@ -52,18 +51,16 @@ def _f(*args: object, **kw: object) -> MetricFamily:
 
 
 _ALL = [
-    # Endpoints (hybridnb.serve.metrics): one registry per server process.
-    _f("hybridnb_endpoint_requests_total", "counter",
-       "HTTP requests answered, by status code and route.", "", ("code", "route")),
-    _f("hybridnb_endpoint_request_duration_seconds", "histogram",
-       "Time from request to response, by route.", "seconds", ("route",)),
-    _f("hybridnb_endpoint_batch_size", "histogram", "Rows in each model call."),
-    _f("hybridnb_endpoint_queue_depth", "gauge", "Admitted requests waiting for the model."),
-    _f("hybridnb_endpoint_in_flight", "gauge", "Requests in the model call now running."),
-    _f("hybridnb_endpoint_rejected_total", "counter",
-       "Requests refused by admission control (503)."),
-    _f("hybridnb_endpoint_cache_lookups_total", "counter",
-       "Response cache lookups, by result.", "", ("result",)),
+    # Endpoints: one registry per server process (hybridnb.serve.metrics, whose help texts
+    # are the only copy).
+    *(_f(name, kind, ENDPOINT_HELP[name], unit, labels) for name, kind, unit, labels in [
+        ("hybridnb_endpoint_requests_total", "counter", "", ("code", "route")),
+        ("hybridnb_endpoint_request_duration_seconds", "histogram", "seconds", ("route",)),
+        ("hybridnb_endpoint_batch_size", "histogram", "", ()),
+        ("hybridnb_endpoint_queue_depth", "gauge", "", ()),
+        ("hybridnb_endpoint_in_flight", "gauge", "", ()),
+        ("hybridnb_endpoint_rejected_total", "counter", "", ()),
+        ("hybridnb_endpoint_cache_lookups_total", "counter", "", ("result",))]),
     # Training runs, read from the run's metrics lines: the gauges a run exposes itself
     # (hybridnb.train.metrics.GAUGES, whose help texts are the only copy), and two more.
     *(_f(name, "gauge", text, "seconds" if name.endswith("_seconds") else "",

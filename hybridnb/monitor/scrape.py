@@ -114,31 +114,28 @@ class RunReader:
     For runs that serve no HTTP exposition: the collector reads their lines directly.
     """
 
-    FIELDS = {"loss": "hybridnb_train_loss", "lr": "hybridnb_train_learning_rate",
-              "samples_per_second": "hybridnb_train_samples_per_second",
-              "step_seconds": "hybridnb_train_step_seconds"}
-
     def __init__(self, run_dir: str, labels: Labels):
-        from ..train.metrics import MetricsFollower
+        from ..train.metrics import GAUGES, MetricsFollower
 
         self.follower = MetricsFollower(run_dir, keep=False)
+        self.names = {field: name for name, (field, _) in GAUGES.items()}
         self.latest: dict[str, float] = {}
         self.labels = tuple(sorted(labels.items()))
 
     def scrape(self) -> list[KeyedSample]:
+        from ..train.metrics import latest_values
+
         if not self.follower.path.parent.exists():
             raise OSError(f"run directory {self.follower.path.parent} is gone")
-        for row in self.follower.poll():
-            if row.get("kind") == "step":
-                for key, name in self.FIELDS.items():
-                    if isinstance(row.get(key), (int, float)):
-                        self.latest[name] = float(row[key])
-                self.latest["hybridnb_train_step"] = float(row.get("step", 0))
-                self.latest["hybridnb_train_last_step_timestamp_seconds"] = float(
-                    row.get("time", time.time()))
-            for key in ("val_accuracy", "test_accuracy", "accuracy"):
-                if isinstance(row.get(key), (int, float)):
-                    self.latest["hybridnb_train_accuracy"] = float(row[key])
+        rows = self.follower.poll()
+        # The same reading of the lines as the run's own exposition, plus where it is.
+        for field, value in latest_values(rows).items():
+            self.latest[self.names[field]] = value
+        steps = [row for row in rows if row.get("kind") == "step"]
+        if steps:
+            self.latest["hybridnb_train_step"] = float(steps[-1].get("step", 0))
+            self.latest["hybridnb_train_last_step_timestamp_seconds"] = float(
+                steps[-1].get("time", time.time()))
         return [((name, self.labels), value) for name, value in self.latest.items()]
 
     def close(self) -> None:

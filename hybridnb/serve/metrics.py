@@ -21,6 +21,18 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+#: Help texts by family name as scraped (prometheus_client adds ``_total`` to counters):
+#: the one copy, which monitoring's table of families (:mod:`hybridnb.monitor.names`) reads.
+HELP = {
+    "hybridnb_endpoint_requests_total": "HTTP requests answered, by status code and route.",
+    "hybridnb_endpoint_request_duration_seconds": "Time from request to response, by route.",
+    "hybridnb_endpoint_batch_size": "Rows in each model call.",
+    "hybridnb_endpoint_queue_depth": "Admitted requests waiting for the model.",
+    "hybridnb_endpoint_in_flight": "Requests in the model call now running.",
+    "hybridnb_endpoint_rejected_total": "Requests refused by admission control (503).",
+    "hybridnb_endpoint_cache_lookups_total": "Response cache lookups, by result.",
+}
+
 
 class EndpointMetrics:
     """The endpoint's counters, histograms and gauges.
@@ -34,26 +46,26 @@ class EndpointMetrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "hybridnb_endpoint_requests", "HTTP requests answered, by status code and route.",
+            "hybridnb_endpoint_requests", HELP["hybridnb_endpoint_requests_total"],
             ["code", "route"], registry=self.registry)
         self.duration = Histogram(
             "hybridnb_endpoint_request_duration_seconds",
-            "Time from request to response, by route.", ["route"],
+            HELP["hybridnb_endpoint_request_duration_seconds"], ["route"],
             buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram(
-            "hybridnb_endpoint_batch_size", "Rows in each model call.",
+            "hybridnb_endpoint_batch_size", HELP["hybridnb_endpoint_batch_size"],
             buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge(
-            "hybridnb_endpoint_queue_depth", "Admitted requests waiting for the model.",
+            "hybridnb_endpoint_queue_depth", HELP["hybridnb_endpoint_queue_depth"],
             registry=self.registry)
         self.in_flight = Gauge(
-            "hybridnb_endpoint_in_flight", "Requests in the model call now running.",
+            "hybridnb_endpoint_in_flight", HELP["hybridnb_endpoint_in_flight"],
             registry=self.registry)
         self.rejected = Counter(
-            "hybridnb_endpoint_rejected", "Requests refused by admission control (503).",
+            "hybridnb_endpoint_rejected", HELP["hybridnb_endpoint_rejected_total"],
             registry=self.registry)
         self.cache = Counter(
-            "hybridnb_endpoint_cache_lookups", "Response cache lookups, by result.",
+            "hybridnb_endpoint_cache_lookups", HELP["hybridnb_endpoint_cache_lookups_total"],
             ["result"], registry=self.registry)
         # labels() takes a lock and builds a key each time: resolve each child once.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}

@@ -55,6 +55,19 @@ def test_a_runs_gauges_are_families_with_one_help_text():
         assert f"# HELP {name} {help_text}" in text
 
 
+def test_an_endpoints_families_match_the_table():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from hybridnb.serve.metrics import EndpointMetrics
+
+    text = EndpointMetrics().render().decode()
+    exposed = {f.name + ("_total" if f.type == "counter" else ""): (f.type, f.documentation)
+               for f in text_string_to_metric_families(text)
+               if not f.name.endswith("_created")}  # prometheus_client's start times
+    table = {n: (f.type, f.help) for n, f in FAMILIES.items() if f.source == "endpoint"}
+    assert exposed == table
+
+
 def test_host_metrics():
     values = dict(host_samples())
     total = values["hybridnb_host_memory_total_bytes"]
