@@ -37,12 +37,17 @@ from typing import Any
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+from traitlets.config import Config
 
 logger = logging.getLogger(__name__)
 
 ENGINE = "hybridnb"
 #: Seconds between saves of the output notebook at cell boundaries (``None`` → this).
 SAVE_EVERY = 2.0
+# Kernels whose spec declares CurveZMQ support (ipykernel's does) get keys from their
+# manager: code and outputs are encrypted even on loopback (at no cost measurable in a
+# notebook's run), and ipykernel stops warning on every start that they are not.
+_KERNEL_CONFIG = {"KernelManager": {"transport_encryption": "auto"}}
 # A save may take at most this share of the interval before the interval doubles, which
 # bounds the time spent saving to about this share of the run, however large it grows.
 _MAX_SAVE_SHARE = 0.05
@@ -205,6 +210,7 @@ class HybridnbEngine(NBClientEngine):
         startup = kwargs.pop("startup_timeout", None) or start_timeout
         client = PapermillNotebookClient(
             nb_man,
+            config=Config(_KERNEL_CONFIG),
             kernel_name=kernel_name,
             timeout=timeout,
             startup_timeout=startup,

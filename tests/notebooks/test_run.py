@@ -33,6 +33,19 @@ def test_run_succeeds_with_records_and_state(notebook):
     assert kernels_alive() == []
 
 
+def test_the_kernels_channels_are_encrypted(tmp_path, capfd):
+    # ipykernel's kernelspec declares CurveZMQ support, so the manager gives it keys.
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import hybridnb\nfrom ipykernel.kernelapp import IPKernelApp\n"
+        "hybridnb.record('curve', IPKernelApp.instance().curve_secretkey is not None)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nbformat.write(nb, tmp_path / "curve.ipynb")
+    run = run_notebook(tmp_path / "curve.ipynb", timeout=60)
+    assert run.records == {"curve": True}
+    assert "without encryption" not in capfd.readouterr().err
+
+
 def test_a_kernel_that_cannot_start_ends_the_record(notebook):
     with pytest.raises(UsageError, match="no Jupyter kernel named 'no-such-kernel'"):
         run_notebook(notebook, kernel_name="no-such-kernel", timeout=60)
