@@ -160,8 +160,9 @@ class TrainSpec(_Model):
     threads, pin_cpus:
         Torch threads per rank. ``pin_cpus`` binds each rank of a local launch (the
         elastic agent's) to ``threads`` cores of its own, in order among the cores this
-        process may use: no migrations between a rank's compute and gloo threads, about
-        9 % more samples/s for two ranks on two cores. ``auto`` (the default) pins only
+        process may use: no migrations between a rank's compute and gloo threads (two
+        ranks on two cores: 1–9 % more samples/s, by run; ``benchmarks/bench_train.py``
+        reports pinned and unpinned runs side by side). ``auto`` (the default) pins only
         when the local ranks' threads fill every usable core — a job that takes the whole
         machine, where a second such job would share each core the same way pinned or
         not; ``True`` pins whenever there are enough cores; ``False`` never.
