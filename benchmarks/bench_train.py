@@ -5,8 +5,9 @@ round (rounds alternate which side goes first, after a warm-up round):
 
 - steady-state samples/s, hybridnb / torchrun (target ≥ 0.98): training throughput over
   every step after the first WARMUP_STEPS, from wall time between step ends on rank 0 —
-  hybridnb's metrics windows, the peer's per-step times (epoch-end evaluation and
-  checkpoints, which the peer does not do, are outside both);
+  hybridnb's metrics windows, the peer's per-step times (both evaluate and save a
+  checkpoint at each epoch's end, outside the timed steps: the same work, whose
+  after-effects on caches and the page cache fall on both);
 - time to first step, hybridnb − torchrun (target ≤ +1.5 s): from launch to the end of
   optimizer step 1;
 - the same with ``pin_cpus=False`` (reported): hybridnb's default, ``auto``, gives each
@@ -100,7 +101,8 @@ def run_torchrun(epochs: int) -> Run:
             raise SystemExit(f"torchrun failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         rows = [json.loads(line) for line in Path(out).read_text().splitlines()]
     finally:
-        os.unlink(out)
+        for path in (out, out + ".checkpoint.pt"):
+            Path(path).unlink(missing_ok=True)
     windows = [(r["step"], r["step"], r["samples"], r["seconds"]) for r in rows]
     return {"samples_per_second": _steady(windows), "first_step_s": rows[0]["time"] - start}
 
