@@ -56,7 +56,7 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 30.0, interval: f
         try:
             value = predicate()
         except ignore as exc:
-            value, last = None, exc  # type: ignore[assignment]
+            value, last = None, exc
         else:
             if value:
                 return value

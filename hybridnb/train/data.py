@@ -14,6 +14,7 @@ only on ``(seed, epoch)`` is what makes a restarted run replay the same batches.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,34 @@ class Arrays:
         return list(self.x["train"].shape[1:])
 
 
+#: Samples in scikit-learn's digits, a fixed dataset (a test checks it against the data).
+DIGITS_SAMPLES = 1797
+
+
 def data_sizes(spec: DataSpec) -> dict[str, int]:
-    """Sizes of each split without loading tensors where a manifest tells them."""
+    """Sizes of each split, without loading the data (or importing torch).
+
+    The launcher checks a spec with them before it starts any rank, so they must be
+    cheap: loading digits here cost ~3 s of a notebook's first ``fit`` (torch, sklearn).
+
+    >>> from hybridnb.train.spec import DataSpec
+    >>> data_sizes(DataSpec(dataset="digits", validation_fraction=0.1, test_fraction=0.2))
+    {'train': 1257, 'validation': 180, 'test': 360}
+    """
     if spec.path is not None:
         return {k: int(v) for k, v in _manifest(spec.path)["counts"].items()}
-    return load_arrays(spec).sizes()
+    # scikit-learn's train_test_split gives ceil(test_size * n) samples to the test side.
+    test = math.ceil(spec.test_fraction * DIGITS_SAMPLES)
+    rest = DIGITS_SAMPLES - test
+    if spec.validation_fraction <= 0:
+        return {"train": rest, "test": test}
+    validation = math.ceil(_validation_share(spec) * rest)
+    return {"train": rest - validation, "validation": validation, "test": test}
+
+
+def _validation_share(spec: DataSpec) -> float:
+    """The validation set's share of what the test split leaves."""
+    return spec.validation_fraction / (1 - spec.test_fraction)
 
 
 def _manifest(path: str) -> dict[str, Any]:
@@ -83,9 +107,8 @@ def _digits(spec: DataSpec) -> Arrays:
                                   random_state=spec.split_seed)
     parts = {"test": test}
     if spec.validation_fraction > 0:
-        frac = spec.validation_fraction / (1 - spec.test_fraction)
-        train, val = train_test_split(rest, test_size=frac, stratify=y[rest],
-                                      random_state=spec.split_seed)
+        train, val = train_test_split(rest, test_size=_validation_share(spec),
+                                      stratify=y[rest], random_state=spec.split_seed)
         parts.update(train=train, validation=val)
     else:
         parts["train"] = rest

@@ -113,3 +113,30 @@ def test_schedules():
                                               "gamma": 0.5})).schedule, 10)
     assert [step(s) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
     assert lr_factor(TrainSpec().schedule, 10)(5) == 1.0
+
+
+@pytest.mark.parametrize("validation, test", [(0.1, 0.2), (0.0, 0.2), (0.15, 0.3),
+                                              (0.33, 0.45), (0.07, 0.011)])
+def test_split_sizes_are_known_without_loading_the_data(validation, test):
+    from hybridnb.train.data import data_sizes, load_arrays
+    from hybridnb.train.spec import DataSpec
+
+    spec = DataSpec(dataset="digits", validation_fraction=validation, test_fraction=test)
+    assert data_sizes(spec) == load_arrays(spec).sizes()
+
+
+def test_checking_a_spec_imports_neither_torch_nor_sklearn(hybridnb_home):
+    # The launching process checks a spec before any rank starts: it must stay quick.
+    import subprocess
+    import sys
+
+    from hybridnb.train.optim import torch_build_has_gpu
+
+    if torch_build_has_gpu():
+        pytest.skip("a CUDA/ROCm build of torch: checking asks torch whether a GPU is there")
+    code = ("import sys; from hybridnb.train import TrainSpec, check; "
+            "check(TrainSpec(data={'dataset': 'digits'}), nprocs=2); "
+            "print([m for m in ('torch', 'sklearn') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
