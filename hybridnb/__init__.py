@@ -57,6 +57,12 @@ _LAZY = {
     "ClusterHandle": "hybridnb.sites:ClusterHandle",
 }
 
+#: Subpackages and modules that resolve as attributes once ``import hybridnb`` has run
+#: (``hybridnb.serve.bundle(...)``), each imported on first use. Not in ``__all__``, so
+#: ``from hybridnb import *`` stays cheap.
+_SUBMODULES = ("cleanup", "config", "data", "errors", "fileio", "k8s", "machine", "monitor",
+               "notebooks", "placement", "serve", "sites", "state", "testing", "train")
+
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -81,4 +87,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .widgets.tabs import ui
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {**_LAZY, **{m: f"hybridnb.{m}" for m in _SUBMODULES}}, __all__)

@@ -28,6 +28,21 @@ def test_lazy_names_resolve(name):
     assert name in dir(hybridnb)
 
 
+def test_subpackages_resolve_as_attributes():
+    # DESIGN.md writes hybridnb.serve.bundle(...): after `import hybridnb` alone, each
+    # subpackage is an attribute, imported on first use (and still cheaply).
+    code = ("import sys, json, hybridnb\n"
+            f"names = {list(hybridnb._SUBMODULES)!r}\n"
+            "mods = [getattr(hybridnb, n) for n in names]\n"
+            "assert [m.__name__ for m in mods] == ['hybridnb.' + n for n in names]\n"
+            "assert callable(hybridnb.serve.bundle) and callable(hybridnb.train.fit)\n"
+            "print(json.dumps(['torch' in sys.modules, sorted(set(names) - set(dir(hybridnb)))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    # hybridnb.serve.bundle is a lazy name of its own: resolving it imports no torch.
+    assert json.loads(out) == [False, []]
+
+
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hybridnb.nope  # noqa: B018

@@ -85,7 +85,8 @@ def test_read_csv_npy_zarr_images(tmp_path):
     ds = read_npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=4)
     np.testing.assert_array_equal(ds.x.compute(), x)
     assert ds.x.chunks[0] == (4, 4, 4, 3)
-    zarr = pytest.importorskip("zarr")
+    import zarr
+
     group = zarr.open_group(str(tmp_path / "d.zarr"), mode="w")
     group.create_array("x", data=x, chunks=(5, 2, 2))
     group.create_array("y", data=np.arange(15), chunks=(5,))

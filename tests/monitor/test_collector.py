@@ -138,7 +138,6 @@ def test_a_target_that_speaks_no_prometheus_is_down_with_the_line(metrics_server
 
 
 def test_discovers_dask_workers_and_follows_them(hybridnb_home, tmp_path):
-    pytest.importorskip("distributed")
     from distributed import LocalCluster
 
     from hybridnb.monitor import file_sd

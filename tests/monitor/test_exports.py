@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -51,7 +50,6 @@ def test_grafana_expressions_are_in_the_checked_subset():
 
 
 def test_kubernetes_objects_validate():
-    pytest.importorskip("jsonschema")
     from hybridnb.k8s.validate import validate_manifest
 
     register_schemas()

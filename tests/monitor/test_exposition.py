@@ -44,7 +44,6 @@ def test_endpoint_metrics_exposition():
 
 
 def test_dask_scheduler_and_worker_expositions():
-    pytest.importorskip("distributed")
     from distributed import LocalCluster
 
     from hybridnb.monitor.scrape import http_get

@@ -28,7 +28,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def tiny_bundle(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from hybridnb.serve.model_bundle import bundle
 
     torch.manual_seed(0)

@@ -7,13 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from hybridnb.serve.app import create_app  # noqa: E402
-from hybridnb.serve.model_bundle import Bundle, bundle  # noqa: E402
-from hybridnb.serve.server import ServerThread  # noqa: E402
-from hybridnb.serve.settings import ServeSettings  # noqa: E402
+from hybridnb.serve.app import create_app
+from hybridnb.serve.model_bundle import Bundle, bundle
+from hybridnb.serve.server import ServerThread
+from hybridnb.serve.settings import ServeSettings
 
 
 def make_mlp(seed: int = 0) -> torch.nn.Module:

@@ -32,7 +32,8 @@ SERVICE_MONITOR = {"type": "object", "properties": {
 
 
 def test_kubernetes_manifests_are_valid():
-    kv = pytest.importorskip("kubernetes_validate")
+    import kubernetes_validate as kv
+
     objs = kubernetes_manifests("mlp", image="registry.local/hybridnb:1", replicas=3,
                                 model_claim="models", host="mlp.example.org",
                                 autoscale={"min": 2, "max": 6})

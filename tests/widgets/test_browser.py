@@ -91,7 +91,8 @@ def jupyterlab(hybridnb_home):
 
 
 def test_cluster_panel_in_jupyterlab(jupyterlab):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from playwright import sync_api
+
     base, token = jupyterlab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     if shutil.which(CHROMIUM) is None:  # pragma: no cover - covered by the skipif
