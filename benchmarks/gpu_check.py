@@ -1,7 +1,7 @@
 """Check hybridnb's CUDA paths on a GPU: train with ``hybridnb.train.fit`` (NCCL, fp32,
 fp16 with GradScaler, bf16 autocast), bundle, serve on loopback, and ask the endpoint.
 
-Runs anywhere: without a GPU it checks the CPU path (gloo ranks, fp32 and bf16) and says
+Runs anywhere: without a GPU it checks the CPU path (gloo ranks, the same precisions) and says
 so. The checks are :func:`hybridnb.train.devicecheck.run_device_check`, the same that
 ``tests/train/test_gpu.py`` asserts. Prints a table, writes
 ``build/bench/gpu_check.json``, exits 1 when a check fails.

@@ -28,9 +28,9 @@ def train(ctx: typer.Context,
               None, "--data", metavar="DIR",
               help="Train on this prepared dataset (what 'hybridnb data prepare' wrote) "
                    "instead of the spec's data."),
-          epochs: int | None = typer.Option(None, "--epochs", help="Override the spec's "
-                                                                   "epochs."),
-          batch_size: int | None = typer.Option(None, "--batch-size",
+          epochs: int | None = typer.Option(None, "--epochs", metavar="N",
+                                            help="Override the spec's epochs."),
+          batch_size: int | None = typer.Option(None, "--batch-size", metavar="N",
                                                 help="Override the spec's batch_size "
                                                      "(per rank)."),
           set_: list[str] = typer.Option(
@@ -50,7 +50,7 @@ def train(ctx: typer.Context,
                    "training here."),
           out: Path | None = typer.Option(None, "--out", metavar="DIR",
                                           help="Where --render writes."),
-          image: str | None = typer.Option(None, "--image",
+          image: str | None = typer.Option(None, "--image", metavar="IMAGE",
                                            help="--render: an image with hybridnb and the "
                                                 "model's module."),
           run_claim: str | None = typer.Option(
@@ -60,7 +60,7 @@ def train(ctx: typer.Context,
           claim_size: str | None = typer.Option(
               None, "--claim-size", metavar="SIZE",
               help="--render: also write that claim, of this size (e.g. 5Gi)."),
-          namespace: str | None = typer.Option(None, "--namespace",
+          namespace: str | None = typer.Option(None, "--namespace", metavar="NS",
                                                help="--render: namespace (default: the "
                                                     "site's, else default)."),
           ) -> None:
@@ -138,9 +138,10 @@ def summary_text(result: TrainResult, wall: float) -> str:
     """
     r = result.result
     val = f" (validation {_pct(r['val_accuracy'])})" if r.get("val_accuracy") is not None else ""
+    ranks = r.get("world_size", "?")
     lines = [f"trained {result.name}: test accuracy {_pct(r.get('test_accuracy'))}{val} in "
              f"{wall:.1f} s",
-             f"  {r.get('steps', '?')} steps on {r.get('world_size', '?')} ranks "
+             f"  {r.get('steps', '?')} steps on {ranks} rank{'' if ranks == 1 else 's'} "
              f"({r.get('strategy', '?')}, {r.get('precision', '?')}, {r.get('device', '?')})"]
     if r.get("note"):
         lines.append(f"  note: {r['note']}")

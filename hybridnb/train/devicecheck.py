@@ -28,9 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Precisions checked where a GPU is present, and on CPU (fp16 autocast is a GPU path).
-GPU_PRECISIONS = ("fp32", "fp16", "bf16")
-CPU_PRECISIONS = ("fp32", "bf16")
+#: The precisions checked by default, on a GPU and on CPU alike.
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -99,7 +98,8 @@ def run_device_check(work_dir: str | os.PathLike[str], *,
         Run directories and the runs' state store go here (endpoint logs go to
         ``$HYBRIDNB_HOME``, as for any endpoint).
     precisions:
-        Default: fp32, fp16 and bf16 on a GPU; fp32 and bf16 on CPU.
+        Default: fp32, fp16 (with GradScaler) and bf16. A CPU without native bf16 runs
+        fp32 instead and says so (the check accepts that fallback on CPU only).
     nprocs:
         Ranks; default one per GPU, or 2 on CPU.
     epochs, min_accuracy, tolerance:
@@ -128,7 +128,7 @@ def run_device_check(work_dir: str | os.PathLike[str], *,
     else:
         ranks = nprocs or 2
     config = load_config(overrides=overrides)
-    for precision in precisions or (GPU_PRECISIONS if cuda else CPU_PRECISIONS):
+    for precision in precisions or PRECISIONS:
         report.paths.append(_check_path(work, precision, ranks, epochs, cuda, config,
                                         min_accuracy, tolerance))
     return report

@@ -88,7 +88,7 @@ def test_overrides_reach_the_run_and_the_summary_is_short(hybridnb_home, capsys)
     text = capsys.readouterr().out
     acc = json.loads((run_dir / "result.json").read_text())["test_accuracy"]
     assert f"trained digits-cnn: test accuracy {100 * acc:.1f} %" in text
-    assert re.search(r" in \d+\.\d s\n", text) and "3 steps on 1 ranks" in text
+    assert re.search(r" in \d+\.\d s\n", text) and "3 steps on 1 rank (ddp, fp32, cpu)" in text
     assert f"bundle   {run_dir / 'bundle'}" in text
     assert "TrainResult(" not in text and not re.search(r"\d\.\d{5,}", text)
 
