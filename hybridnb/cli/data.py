@@ -52,3 +52,12 @@ def prepare(ctx: typer.Context,
     table(f"pipeline {summary.pipeline}: {summary.status}", list(COLUMNS), summary.rows())
     counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items())
     typer.echo(f"{result.path}: {counts} ({result.manifest['classification']})")
+    typer.echo(f"train on it: hybridnb train SPEC.yaml --data {_shown(Path(result.path))}")
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the user would type it here: relative when under the working directory."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -90,7 +90,8 @@ def run_rank(rank: int, world: int, master: str, port: int, run_dir: str, attemp
 
 def run_on_dask(spec: TrainSpec, run_dir: Path, *, nprocs: int, site: str,
                 cluster: ClusterHandle | None, config: HybridConfig | None, store: StateStore,
-                record_id: str, live: bool, timeout: float | None) -> None:
+                record_id: str, live: bool, timeout: float | None,
+                model_path: list[str] | None = None) -> None:
     """Run every attempt of the job on the cluster's workers (see the module docstring)."""
     from ..state import Status
 
@@ -110,7 +111,8 @@ def run_on_dask(spec: TrainSpec, run_dir: Path, *, nprocs: int, site: str,
         follow = Follower(spec, run_dir, store, record_id, live, timeout)
         failed: dict[str, Any] = {}
         for attempt in range(spec.max_restarts + 1):
-            outcome = _attempt(cluster, chosen, spec, run_dir, attempt, follow)
+            outcome = _attempt(cluster, chosen, spec, run_dir, attempt, follow,
+                               model_path or [])
             if outcome is None:
                 return
             failed = outcome
@@ -123,8 +125,10 @@ def run_on_dask(spec: TrainSpec, run_dir: Path, *, nprocs: int, site: str,
 
 
 def _attempt(cluster: ClusterHandle, chosen: list[str], spec: TrainSpec, run_dir: Path,
-             attempt: int, follow: Follower) -> dict[str, Any] | None:
+             attempt: int, follow: Follower, model_path: list[str]) -> dict[str, Any] | None:
     from distributed import Event
+
+    from .models import ENV_MODEL_PATH
 
     client = cluster.client
     master = chosen[0].split("://")[-1].rsplit(":", 1)[0]
@@ -133,6 +137,9 @@ def _attempt(cluster: ClusterHandle, chosen: list[str], spec: TrainSpec, run_dir
     event_name = f"hybridnb-train-{uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k.startswith(("HYBRIDNB_TRAIN_", "GLOO_"))}
     env["OMP_NUM_THREADS"] = str(spec.threads)  # as the local agent does for its ranks
+    # Where the check found the model module (directories missing on a worker's host are
+    # skipped there: its module must then be installed on that host).
+    env[ENV_MODEL_PATH] = os.pathsep.join(model_path)
     futures = [client.submit(run_rank, rank, len(chosen), master, port, str(run_dir), attempt,
                              event_name, env, workers=[addr], pure=False,
                              allow_other_workers=False)

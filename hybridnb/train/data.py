@@ -77,10 +77,13 @@ def _validation_share(spec: DataSpec) -> float:
 
 
 def _manifest(path: str) -> dict[str, Any]:
-    file = Path(path) / "manifest.json"
+    file = Path(path).expanduser() / "manifest.json"
     if not file.is_file():
-        raise UsageError(f"data.path {path!r} is not a prepared dataset: no {file.name} "
-                         "there; run 'hybridnb data prepare' first or fix the path")
+        where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
+        raise UsageError(f"data.path {path!r}{where} is not a prepared dataset: no "
+                         f"{file.name} there. Write it with 'hybridnb data prepare "
+                         "PIPELINE.yaml' (run from the same directory), point to it with "
+                         "--data DIR, or train on the built-in digits with --set data=digits")
     data: dict[str, Any] = json.loads(file.read_text())
     return data
 

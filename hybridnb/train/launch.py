@@ -8,8 +8,16 @@ the state store) and differ in one hook, how ranks start:
     c10d rendezvous on loopback, ``max_restarts`` restarts of the whole group.
 ``dask``
     one rank per worker of a hybridnb cluster (:mod:`hybridnb.train.dask_launch`).
-``kubernetes``
-    a Kubeflow ``PyTorchJob`` (:mod:`hybridnb.train.k8s`).
+
+``kubernetes`` is refused: hybridnb cannot yet follow a Kubeflow ``PyTorchJob`` to its
+end and bring back its result, weights and bundle, and a launcher that returns nothing
+would look like success. Render the job instead (:func:`hybridnb.train.pytorchjob`,
+``hybridnb train SPEC --render kubernetes``): its run directory lives on a
+PersistentVolumeClaim, so checkpoints, weights and restarts survive its pods.
+
+Model modules: the check and every rank look for a ``"module:function"`` factory in the
+same places (:func:`hybridnb.train.models.model_path`: the spec file's directory, then
+the working directory); ranks get the list in ``$HYBRIDNB_MODEL_PATH``.
 """
 
 from __future__ import annotations
@@ -40,7 +48,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LAUNCHERS = ("local", "dask", "kubernetes")
+LAUNCHERS = ("local", "dask")
+
+KUBERNETES_REFUSED = (
+    "launcher 'kubernetes' is not available: hybridnb cannot yet follow a PyTorchJob to its "
+    "end and bring back its result, weights and bundle, and will not start a job it cannot "
+    "report on. Render the job and apply it yourself: 'hybridnb train SPEC.yaml --render "
+    "kubernetes --image IMAGE --run-claim PVC --out DIR' (from Python: "
+    "hybridnb.train.pytorchjob(spec, nprocs=N, image=IMAGE, run_claim=PVC)), then 'kubectl "
+    "apply -f DIR'; the run directory (checkpoints, weights, result.json) lives on the claim. "
+    "Or train here with launcher 'local', or on a cluster's workers with 'dask'")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,12 +68,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def check(spec: TrainSpec, *, nprocs: int, site: str = "local", launcher: str = "local",
-          config: HybridConfig | None = None, warn: bool = True) -> dict[str, int]:
+          config: HybridConfig | None = None, warn: bool = True,
+          model_path: list[str] | None = None) -> dict[str, int]:
     """Every check that can fail before a process starts; returns the split sizes.
 
     Raises :class:`UsageError` naming what is wrong: an unknown launcher, a model factory
     that does not import, a missing dataset, a batch larger than a rank's share of the
-    data, more ranks than the site's CPUs (or GPUs).
+    data, more ranks than the site's CPUs (or GPUs). The factory is looked for where the
+    ranks will look (``model_path``; default :func:`~hybridnb.train.models.model_path`
+    of the spec's file).
 
     >>> check(TrainSpec(batch_size=4096), nprocs=2)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -64,9 +84,12 @@ def check(spec: TrainSpec, *, nprocs: int, site: str = "local", launcher: str = 
     hybridnb.errors.UsageError: batch_size 4096 is larger than the 628 training samples ...
     """
     from .data import data_sizes
+    from .models import model_path as search_path
     from .models import resolve_factory
     from .optim import resolve_numerics
 
+    if launcher == "kubernetes":
+        raise UsageError(KUBERNETES_REFUSED)
     if launcher not in LAUNCHERS:
         raise UsageError(f"unknown launcher {launcher!r}{did_you_mean(launcher, LAUNCHERS)}; "
                          f"use one of {', '.join(LAUNCHERS)}")
@@ -75,7 +98,8 @@ def check(spec: TrainSpec, *, nprocs: int, site: str = "local", launcher: str = 
     if spec.strategy == "single" and nprocs != 1:
         raise UsageError(f"strategy 'single' runs one process; got nprocs={nprocs}. Use "
                          "strategy ddp or fsdp, or nprocs=1")
-    resolve_factory(spec.model.factory)
+    resolve_factory(spec.model.factory,
+                    search_path(spec.source) if model_path is None else model_path)
     sizes = data_sizes(spec.data)
     per_rank = sizes.get("train", 0) // nprocs
     if spec.batch_size > per_rank:
@@ -128,7 +152,8 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
     site, nprocs, launcher:
         Where and how many ranks; ``launcher`` is ``local`` (elastic agent on this
         machine), ``dask`` (one rank per worker of ``cluster``, or of a cluster started on
-        ``site``) or ``kubernetes`` (a Kubeflow PyTorchJob).
+        ``site``). ``kubernetes`` is refused with a message that says how to render
+        the job instead (see the module docstring).
     run_dir, resume:
         The run directory (default under ``$HYBRIDNB_HOME/runs``); ``resume=True``
         continues from its latest checkpoint. For ``dask`` across hosts it must be on a
@@ -153,15 +178,15 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
     >>> result.accuracy  # doctest: +SKIP
     0.98
     """
+    from .models import model_path
+
     spec = load_spec(spec) if not isinstance(spec, TrainSpec) else spec
     if launcher == "dask" and cluster is not None:
         nprocs = nprocs or len(cluster.workers())
-    check(spec, nprocs=nprocs, site=site, launcher=launcher, config=config)
+    search = model_path(spec.source)  # where the check, the ranks and the bundle look
+    check(spec, nprocs=nprocs, site=site, launcher=launcher, config=config,
+          model_path=search)
     path = _run_dir(spec, run_dir, resume)
-    if launcher == "kubernetes":
-        from .k8s import submit
-
-        return submit(spec, nprocs=nprocs, site=site, config=config)
     path.mkdir(parents=True, exist_ok=True)
     for stale in (FAILURE, RESULT):
         (path / stale).unlink(missing_ok=True)
@@ -180,10 +205,11 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
             from .dask_launch import run_on_dask
 
             run_on_dask(spec, path, nprocs=nprocs, site=site, cluster=cluster, config=config,
-                        store=store, record_id=rec.id, live=live, timeout=timeout)
+                        store=store, record_id=rec.id, live=live, timeout=timeout,
+                        model_path=search)
         else:
-            _run_local(spec, path, nprocs, store, rec.id, live, timeout)
-        result = _finish(spec, path, bundle)
+            _run_local(spec, path, nprocs, store, rec.id, live, timeout, search)
+        result = _finish(spec, path, bundle, search)
     except BaseException as exc:
         status = Status.stopped if isinstance(exc, KeyboardInterrupt) else Status.failed
         store.update(rec.id, status=status, error=str(exc)[:2000])
@@ -241,7 +267,9 @@ class Follower:
 
 
 def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, record_id: str,
-               live: bool, timeout: float | None) -> None:
+               live: bool, timeout: float | None, model_path: list[str]) -> None:
+    from .models import ENV_MODEL_PATH
+
     (path / "logs").mkdir(exist_ok=True)
     (path / LAUNCH).write_text(json.dumps({
         "nprocs": nprocs, "port": free_port(), "max_restarts": spec.max_restarts,
@@ -250,9 +278,11 @@ def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, reco
         encoding="utf-8")
     with open(path / "logs" / "agent.log", "ab") as log:
         # A session of its own: one signal reaches the agent, never the notebook kernel.
+        # The agent's ranks inherit its environment: there they find the model path.
+        env = {**os.environ, ENV_MODEL_PATH: os.pathsep.join(model_path)}
         proc = subprocess.Popen([sys.executable, "-m", "hybridnb.train.agent", str(path)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     store.update(record_id, status=Status.running, pids=[proc.pid])
     follow = Follower(spec, path, store, record_id, live, timeout)
     try:
@@ -323,20 +353,22 @@ def failure_message(spec: TrainSpec, path: Path) -> str:
             + f". Log {log}, last lines:\n{_tail(log)}")
 
 
-def _finish(spec: TrainSpec, path: Path, make_bundle: bool) -> TrainResult:
+def _finish(spec: TrainSpec, path: Path, make_bundle: bool,
+            model_path: list[str] | None = None) -> TrainResult:
     try:
         result = json.loads((path / RESULT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise OperationError(f"training run {spec.name!r} ended without {path / RESULT}; "
                              f"see {path / 'logs'}") from None
-    bundle_path = write_bundle(spec, path, result) if make_bundle else None
+    bundle_path = write_bundle(spec, path, result, model_path) if make_bundle else None
     out = TrainResult(spec.name, path, result, MetricsFollower(path).poll(all_rows=True),
                       bundle_path)
     write_textfile(out.metrics, path / "metrics.prom", run=spec.name)
     return out
 
 
-def write_bundle(spec: TrainSpec, path: Path, result: dict[str, Any]) -> Path | None:
+def write_bundle(spec: TrainSpec, path: Path, result: dict[str, Any],
+                 model_path: list[str] | None = None) -> Path | None:
     """Write ``RUN_DIR/bundle`` with :func:`hybridnb.serve.bundle` (``None`` if missing)."""
     try:
         from ..serve.model_bundle import bundle
@@ -348,7 +380,7 @@ def write_bundle(spec: TrainSpec, path: Path, result: dict[str, Any]) -> Path | 
 
     from .models import build_model
 
-    model = build_model(spec.model.factory, spec.model.kwargs)
+    model = build_model(spec.model.factory, spec.model.kwargs, path=model_path)
     model.load_state_dict(load_file(str(path / WEIGHTS)))
     target = path / "bundle"
     if target.exists():

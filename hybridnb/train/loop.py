@@ -366,7 +366,10 @@ class Trainer:
                   "val_accuracy": val.get("accuracy"), "steps": step,
                   "world_size": self.world, "strategy": spec.strategy,
                   "precision": self.num.precision, "requested_precision": spec.precision,
-                  "device": self.num.device, "attempt": self.attempt,
+                  "device": self.num.device, "backend": self.num.backend,
+                  # fp16's GradScaler after its last update: finite and > 0 when it worked.
+                  "loss_scale": float(scaler.get_scale()) if scaler is not None else None,
+                  "attempt": self.attempt,
                   "seconds": time.perf_counter() - started, "spec_hash": spec.hash(),
                   "preprocessing": arrays.preprocessing, "labels": arrays.labels,
                   "input_shape": arrays.input_shape, "note": self.num.note}

@@ -28,7 +28,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..config.problems import ConfigProblem
 from ..errors import UsageError, did_you_mean
@@ -38,6 +46,8 @@ SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 STRATEGIES = ("ddp", "fsdp", "single")
 DATASETS = ("digits",)
+#: Keys whose value may be a string, short for a mapping with this one key.
+SHORTHANDS = {"model": "factory", "data": "dataset", "optimizer": "name", "schedule": "name"}
 
 
 class TrainSpecError(UsageError):
@@ -195,14 +205,21 @@ class TrainSpec(_Model):
     threads: int = Field(1, ge=1, description="torch threads per rank")
     pin_cpus: bool | Literal["auto"] = Field(
         "auto", description="cores of its own per local rank (auto: when ranks fill them)")
+    # The YAML file the spec was read from (not part of the spec, nor of its hash): a model
+    # module next to it can be imported (hybridnb.train.models.model_path).
+    _source: str | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str | None:
+        """The spec file this spec was loaded from, if any (see :func:`load_spec`)."""
+        return self._source
 
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
-            for key, sub in (("model", "factory"), ("data", "dataset"),
-                             ("optimizer", "name"), ("schedule", "name")):
+            for key, sub in SHORTHANDS.items():
                 if key in data:
                     data[key] = _shorthand(data[key], sub)
         return data
@@ -267,8 +284,13 @@ def load_spec(source: TrainSpec | dict[str, Any] | str | os.PathLike[str], *,
               overrides: dict[str, Any] | None = None) -> TrainSpec:
     """A :class:`TrainSpec` from a spec, a mapping or a YAML file, with overrides.
 
-    Raises :class:`TrainSpecError` listing every problem with its file, line and key.
+    ``overrides`` maps dotted keys to values (``{"optimizer.lr": 0.01, "epochs": 3}``);
+    setting ``data.path`` or ``data.dataset`` replaces the other (a spec trains on one).
+    Raises :class:`TrainSpecError` listing every problem with its file, line and key;
+    a problem an override caused names the override.
 
+    >>> load_spec({"optimizer": "adam"}, overrides={"optimizer.lr": 0.01}).optimizer.lr
+    0.01
     >>> load_spec({"optimizer": {"name": "adamx"}})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -278,20 +300,68 @@ def load_spec(source: TrainSpec | dict[str, Any] | str | os.PathLike[str], *,
     from ..config.yamlsource import read_yaml
 
     lines: dict[tuple[str, ...], int] = {}
-    label = "arguments"
+    label, file = "arguments", None
     if isinstance(source, TrainSpec):
-        data = source.model_dump()
+        data, file = source.model_dump(), source.source
     elif isinstance(source, dict):
         data = dict(source)
     else:
-        label = str(source)
+        label = file = str(source)
         try:
             data, lines = read_yaml(Path(source))
         except UsageError as exc:  # ConfigError: re-label it as a spec problem
             raise TrainSpecError(getattr(exc, "problems", [])) from None
+    labels: dict[tuple[str, ...], str] = {}
     for key, value in (overrides or {}).items():
-        data[key] = value
+        parts = tuple(str(key).split("."))
+        where = f"override {key}={_show(value)}"
+        if not all(parts):
+            raise TrainSpecError([ConfigProblem(where, str(key), "not a key path",
+                                                "use dotted keys such as optimizer.lr")])
+        _set_path(data, parts, value, where)
+        labels[parts] = where
     try:
-        return TrainSpec.model_validate(data)
+        spec = TrainSpec.model_validate(data)
     except ValidationError as exc:
-        raise TrainSpecError([_problem(e, label, lines) for e in exc.errors()]) from None
+        problems = []
+        for e in exc.errors():
+            where = _label(e["loc"], labels, label)
+            problems.append(_problem(e, where, lines if where == label else {}))
+        raise TrainSpecError(problems) from None
+    if file is not None:
+        spec._source = str(Path(file).expanduser().resolve())
+    return spec
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _label(loc: tuple[Any, ...], labels: dict[tuple[str, ...], str], default: str) -> str:
+    """The override that caused a problem at ``loc``, else where the spec came from."""
+    path = tuple(str(p) for p in loc)
+    for parts, where in labels.items():
+        n = min(len(parts), len(path))
+        if n and parts[:n] == path[:n]:
+            return where
+    return default
+
+
+def _set_path(data: dict[str, Any], parts: tuple[str, ...], value: Any, where: str) -> None:
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str) and depth == 0 and part in SHORTHANDS:
+            child = {SHORTHANDS[part]: child}
+        elif child is None:
+            child = {}
+        if not isinstance(child, dict):
+            at = ".".join(parts[:depth + 1])
+            raise TrainSpecError([ConfigProblem(
+                where, ".".join(parts), f"'{at}' is {child!r}, not a mapping of keys",
+                f"set '{at}' itself, e.g. {at}=VALUE")])
+        node[part] = child = dict(child)
+        node = child
+    if parts[0] == "data" and len(parts) == 2 and parts[1] in ("path", "dataset"):
+        node.pop("dataset" if parts[1] == "path" else "path", None)
+    node[parts[-1]] = value

@@ -15,7 +15,8 @@ from hybridnb.train import TrainSpec, pytorchjob
 def job():
     spec = TrainSpec(name="digits_cnn", max_restarts=2)
     rendered, _ = pytorchjob(
-        spec, nprocs=4, image="ghcr.io/x/hybridnb:1", gpus=1, env={"OMP_NUM_THREADS": "1"}
+        spec, nprocs=4, image="ghcr.io/x/hybridnb:1", gpus=1, env={"OMP_NUM_THREADS": "1"},
+        run_claim="digits-runs",
     )
     return rendered
 
@@ -34,7 +35,8 @@ def test_schema_is_package_data_with_its_source_and_license():
 
 
 def test_rendered_job_and_configmap_validate(job):
-    _, configmap = pytorchjob(TrainSpec(name="digits_cnn"), nprocs=2, image="img")
+    _, configmap = pytorchjob(TrainSpec(name="digits_cnn"), nprocs=2, image="img",
+                              run_claim="digits-runs")
     assert validate_manifest(job) == []
     assert validate_manifest(configmap) == []
     assert assert_valid(job) is job

@@ -58,7 +58,8 @@ def test_plot_run_on_given_axes():
 
 def test_pytorchjob_manifest():
     spec = TrainSpec(name="digits_cnn", max_restarts=3)
-    job, cm = pytorchjob(spec, nprocs=4, image="ghcr.io/x/hybridnb:1", gpus=1)
+    job, cm = pytorchjob(spec, nprocs=4, image="ghcr.io/x/hybridnb:1", gpus=1,
+                         run_claim="runs")
     assert job["metadata"]["name"] == "digits-cnn"
     policy = job["spec"]["elasticPolicy"]
     assert policy == {"rdzvBackend": "c10d", "minReplicas": 4, "maxReplicas": 4,
@@ -68,7 +69,8 @@ def test_pytorchjob_manifest():
     assert worker["replicas"] == 4 and worker["restartPolicy"] == "ExitCode"
     container = worker["template"]["spec"]["containers"][0]
     assert container["name"] == "pytorch"
-    assert container["command"][:3] == ["python", "-m", "hybridnb.train.loop"]
+    assert container["command"][:5] == ["python", "-m", "torch.distributed.run", "--module",
+                                        "hybridnb.train.loop"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert TrainSpec.model_validate_json(cm["data"]["spec.json"]) == spec
     assert job["metadata"]["labels"]["hybridnb/spec-hash"] == spec.hash()
@@ -77,7 +79,7 @@ def test_pytorchjob_manifest():
 def test_manifests_validate_where_the_validator_exists():
     from hybridnb.k8s import validate
 
-    job, cm = pytorchjob(TrainSpec(name="digits"), nprocs=2, image="img")
+    job, cm = pytorchjob(TrainSpec(name="digits"), nprocs=2, image="img", run_claim="runs")
     assert validate.validate_manifest(cm) == []
     assert validate.validate_manifest(job) == []  # against the PyTorchJob CRD's schema
     # The pod template inside the job is a core PodTemplateSpec: check it as a Pod.
