@@ -302,14 +302,17 @@ def nginx_config(upstreams: Sequence[str], *, routing: str = "least_connections"
                  listen: str = "127.0.0.1:8080", name: str = "hybridnb",
                  tls_cert: str | None = None, tls_key: str | None = None,
                  timeout_s: float = 60.0, pid: str = "/run/nginx-hybridnb.pid",
-                 error_log: str = "/var/log/nginx/hybridnb-error.log") -> str:
+                 error_log: str = "/var/log/nginx/hybridnb-error.log",
+                 temp_dir: str | None = None) -> str:
     """A complete ``nginx.conf`` balancing over ``upstreams`` (``host:port`` each).
 
     nginx listens on loopback unless it has a TLS certificate: ``listen`` beyond this
     host needs ``tls_cert`` and ``tls_key`` (PEM file paths), and bearer tokens and data
     then travel encrypted. A request goes to another replica only when no replica
     processed it (see the comment in the file); a replica that does not answer within
-    ``timeout_s`` gives the client a 504.
+    ``timeout_s`` gives the client a 504. ``pid``, ``error_log`` and ``temp_dir`` (an
+    existing directory for request bodies and responses that do not fit in memory;
+    default nginx's own) let nginx run without root.
 
     >>> "least_conn;" in nginx_config(["10.0.0.5:8080", "10.0.0.6:8080"])
     True
@@ -348,6 +351,11 @@ def nginx_config(upstreams: Sequence[str], *, routing: str = "least_connections"
                f"        ssl_certificate_key {_nginx_path(tls_key, 'TLS key')};\n"
                "        ssl_protocols TLSv1.2 TLSv1.3;\n")
     timeout = f"{timeout_s:g}s"
+    temps = ""
+    if temp_dir is not None:
+        root = _nginx_path(temp_dir, "temp directory").rstrip("/")
+        temps = "".join(f"    {kind}_temp_path {root}/{kind};\n"
+                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""# Written by hybridnb: an nginx front for endpoint replicas ({routing}).
 worker_processes auto;
 pid {_nginx_path(pid, 'pid file')};
@@ -355,7 +363,7 @@ error_log {_nginx_path(error_log, 'error log')} warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    # A replica's own body limit: nginx answers 413 for more.
+{temps}    # A replica's own body limit: nginx answers 413 for more.
     client_max_body_size {ServeSettings().max_body_bytes};
     upstream {name} {{
         {method}
