@@ -178,7 +178,7 @@ def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: P
             listen: str, tls_cert: Path | None, tls_key: Path | None, no_batching: bool,
             autoscale_max: int | None) -> None:
     """``deploy --render``: build, validate, then write every file or none."""
-    from ..errors import OperationError, UsageError
+    from ..errors import OperationError, UsageError, did_you_mean
     from ..k8s.problems import ManifestError
     from ..serve import render as r
     from ..serve.auth import TOKEN_ENV
@@ -186,8 +186,6 @@ def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: P
 
     targets = ("kubernetes", "nginx", "edge")
     if render not in targets:
-        from ..errors import did_you_mean
-
         raise UsageError(f"unknown --render {render!r}{did_you_mean(render, targets)}; "
                          "choose kubernetes, nginx or edge")
     if out is None:
@@ -203,6 +201,9 @@ def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: P
                     raise UsageError(f"--token-file {token_file}: {exc.strerror}") from None
                 if not token:
                     raise UsageError(f"--token-file {token_file} is empty")
+            if autoscale_max is not None and autoscale_max < replicas:
+                raise UsageError(f"--autoscale-max {autoscale_max} is below --replicas "
+                                 f"{replicas}: give at least {replicas}")
             kube = site_config.kubernetes
             rendering = r.render_kubernetes(
                 model, image=image, replicas=replicas, site=site,
@@ -224,7 +225,8 @@ def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: P
             rendering = r.render_edge(str(bundle.resolve()),
                                       serve_args=["--no-batching"] if no_batching else [])
     except ManifestError as exc:
-        # Names are normalised first: what is still invalid is not the user's typing.
+        # Names are normalised first; what is still invalid (a site's namespace, say) would
+        # fail at `kubectl apply`: the operation fails here instead, with every problem.
         raise OperationError(f"nothing written to {out}: the rendered {render} files would "
                              f"be refused by Kubernetes.\n{exc}") from None
     paths = r.write_rendering(rendering, out)
