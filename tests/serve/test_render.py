@@ -295,6 +295,20 @@ def test_deploy_command_renders_nginx_and_edge(mlp, hybridnb_home, capsys):
     assert "unknown --render 'helm'" in capsys.readouterr().err
 
 
+def test_write_rendering_is_all_or_nothing(tmp_path):
+    """A rendering that fails half-way leaves the previous one whole, and no debris."""
+    from hybridnb.serve.render import RENDER_MARKER, Rendering, write_rendering
+
+    out = tmp_path / "out"
+    write_rendering(Rendering("kubernetes", files={"01-a.yaml": "a: 1\n"}), out)
+    broken = Rendering("kubernetes", files={"01-b.yaml": "b: 2\n"},
+                       secrets={"02-not-named-as-a-secret.yaml": {"kind": "Secret"}})
+    with pytest.raises(ValueError, match="secret"):
+        write_rendering(broken, out)
+    assert sorted(p.name for p in out.iterdir()) == [RENDER_MARKER, "01-a.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_edge_unit_runs_one_replica():
     unit = edge_unit("/srv/models/mlp", serve_args=["--no-batching"])
     assert "ExecStart=hybridnb serve /srv/models/mlp --host 0.0.0.0 --port 8080 " \
@@ -390,13 +404,17 @@ def _infer_count(url: str) -> float:
 @pytest.mark.parametrize("routing", ["least_connections", "round_robin", "ip_hash"])
 def test_nginx_config_passes_nginx_t(tmp_path, routing):
     cert, key = _self_signed(tmp_path)
-    for tls in ({}, {"tls_cert": str(cert), "tls_key": str(key)}):
-        listen = "0.0.0.0:8443" if tls else "127.0.0.1:9000"
+    tls = {"tls_cert": str(cert), "tls_key": str(key)}
+    public = nginx_config(["10.0.0.5:8080"], routing=routing, listen="0.0.0.0:8443", **tls)
+    assert "listen 0.0.0.0:8443 ssl;" in public and f"ssl_certificate {cert};" in public
+    for options in ({}, tls):
+        # nginx -t binds the listen address: loopback, a free port.
+        listen = f"127.0.0.1:{_free_port()}"
         text = nginx_config(["127.0.0.1:9001", "[::1]:9002"], routing=routing, listen=listen,
                             pid=str(tmp_path / "nginx.pid"),
-                            error_log=str(tmp_path / "error.log"), **tls)
+                            error_log=str(tmp_path / "error.log"), **options)
         assert ("least_conn;" in text) == (routing == "least_connections")
-        assert (f"listen {listen} ssl;" in text) == bool(tls)
+        assert (f"listen {listen} ssl;" in text) == bool(options)
         conf = tmp_path / "nginx.conf"
         conf.write_text(text)
         res = subprocess.run([NGINX, "-t", "-c", str(conf), "-p", str(tmp_path), "-e",
