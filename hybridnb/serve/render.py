@@ -114,7 +114,7 @@ def kubernetes_manifests(name: str, *, image: str, replicas: int = 2, site: str 
     model, name = name, to_dns_label(name)
     labels = _labels(name, site)
     selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "endpoint"}
-    secret = token_secret or f"{name}-token"
+    secret = token_secret or token_secret_name(name)
     container: dict[str, Any] = {
         "name": "server", "image": image,
         "command": ["hybridnb", "serve", bundle_dir, "--host", "0.0.0.0", "--port", str(PORT),
@@ -190,14 +190,26 @@ def kubernetes_manifests(name: str, *, image: str, replicas: int = 2, site: str 
     return [deployment, service, hpa, ingress, monitor]
 
 
-def token_secret_manifest(name: str, token: str, *, namespace: str = "default",
+def token_secret_name(model: str) -> str:
+    """The default name of an endpoint's token Secret.
+
+    >>> token_secret_name("wine.v2")
+    'wine-v2-token'
+    """
+    from ..k8s.names import to_dns_label
+
+    return f"{to_dns_label(model)}-token"
+
+
+def token_secret_manifest(model: str, token: str, *, namespace: str = "default",
                           site: str = "default") -> dict[str, Any]:
-    """The endpoint's token Secret (key ``token``): for a file of its own, never with the
-    other manifests."""
+    """The token Secret (key ``token``) of the endpoint named after ``model``: for a file
+    of its own, never with the other manifests."""
+    from ..k8s.names import to_dns_label
     from ..k8s.secrets import secret_manifest
 
-    return secret_manifest(name, {TOKEN_KEY: token}, namespace=namespace,
-                           labels=_labels(name.removesuffix("-token"), site))
+    return secret_manifest(token_secret_name(model), {TOKEN_KEY: token}, namespace=namespace,
+                           labels=_labels(to_dns_label(model), site))
 
 
 def render_kubernetes(model: str, *, image: str, replicas: int = 2, site: str = "default",
@@ -236,12 +248,11 @@ def render_kubernetes(model: str, *, image: str, replicas: int = 2, site: str = 
     objs = kubernetes_manifests(model, image=image, replicas=replicas, site=site,
                                 namespace=namespace, token_secret=token_secret,
                                 autoscale=autoscale, **options)
-    secret_name = objs[0]["spec"]["template"]["spec"]["containers"][0]["env"][0][
-        "valueFrom"]["secretKeyRef"]["name"]
+    secret_name = token_secret or token_secret_name(model)
     out = Rendering("kubernetes")
     secret = None
     if token_secret is None:
-        secret = token_secret_manifest(secret_name, token or random_tokens.token_urlsafe(32),
+        secret = token_secret_manifest(model, token or random_tokens.token_urlsafe(32),
                                        namespace=namespace, site=site)
     problems = [p for obj in [*objs, *([secret] if secret else [])]
                 for p in validate_manifest(obj)]
