@@ -378,6 +378,8 @@ http {{
     client_max_body_size {ServeSettings().max_body_bytes};
     upstream {name} {{
         {method}
+        # A replica that fails twice in 5 s (refused, reset, or 503: nginx counts every
+        # case it retries) rests 5 s: a dead or draining one leaves the rotation.
 {servers}
         keepalive 64;
     }}
