@@ -102,9 +102,7 @@ def run(ctx: typer.Context,
 def _run_on_kubernetes(ctx: typer.Context, notebook: Path, parameters: dict[str, Any],
                        site: str, timeout: float | None, render: Path | None) -> None:
     """Render the notebook's Job (``--render DIR``), or submit it to the site's cluster."""
-    import yaml
-
-    from ..notebooks.k8s import notebook_job, submit_notebook
+    from ..notebooks.k8s import notebook_job, submit_notebook, write_notebook_job
 
     config = options(ctx).config()
     opts = config.site(site).kubernetes
@@ -112,13 +110,15 @@ def _run_on_kubernetes(ctx: typer.Context, notebook: Path, parameters: dict[str,
         raise UsageError(f"--site {site}: notebooks run on 'local' or on a site with "
                          "'backend: kubernetes'")
     if render is not None:
-        job, config_map = notebook_job(notebook, parameters, image=opts.image,
-                                       namespace=opts.namespace, env=opts.env,
-                                       timeout=timeout, service_account=opts.service_account)
-        render.mkdir(parents=True, exist_ok=True)
-        path = render / f"{job['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump_all([config_map, job], sort_keys=False))
-        typer.echo(f"rendered: {path} (kubectl apply -f {path})")
+        nb_job = notebook_job(notebook, parameters, image=opts.image,
+                              namespace=opts.namespace, env=opts.env, timeout=timeout,
+                              service_account=opts.service_account)
+        path, secret_path = write_notebook_job(nb_job, render)
+        if secret_path is not None:  # the path only: the values stay in the file
+            typer.echo(f"rendered: {secret_path} (the Job's Secret: mode 600, git-ignored)")
+            typer.echo(f"rendered: {path} (kubectl apply -f {secret_path} -f {path})")
+        else:
+            typer.echo(f"rendered: {path} (kubectl apply -f {path})")
         return
     job = submit_notebook(notebook, parameters, site=site, config=config, timeout=timeout)
     meta = job["metadata"]

@@ -103,7 +103,8 @@ def stop(name: str = typer.Argument(..., help="An endpoint's id or name."),
         typer.echo(f"stopped {rec.id} ({rec.name})" + (f", pids {pids}" if pids else ""))
 
 
-def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."),
+def deploy(ctx: typer.Context,
+           bundle: Path = typer.Argument(..., help="The model bundle directory."),
            site: str = typer.Option("local", "--site", help="Where it runs (a site name)."),
            replicas: int = typer.Option(2, "--replicas", "-n", help="Replicas to run."),
            routing: str = typer.Option("round_robin", "--routing",
@@ -116,9 +117,22 @@ def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."
            out: Path | None = typer.Option(None, "--out", help="Where --render writes."),
            image: str = typer.Option("hybridnb:latest", "--image",
                                      help="Container image (kubernetes)."),
+           token_file: Path | None = typer.Option(
+               None, "--token-file", help="kubernetes: read the token for the rendered "
+                                          "Secret from this file (default: --token, "
+                                          "$HYBRIDNB_ENDPOINT_TOKEN, else a new one)."),
+           token_secret: str | None = typer.Option(
+               None, "--token-secret", help="kubernetes: use this existing Secret (key "
+                                            "'token'); render no Secret."),
            upstream: list[str] = typer.Option(
                [], "--upstream", help="host:port of a replica (nginx; repeatable)."),
-           listen: str = typer.Option("0.0.0.0:8080", "--listen", help="nginx listen address."),
+           listen: str = typer.Option("127.0.0.1:8080", "--listen",
+                                      help="nginx listen address; beyond loopback needs "
+                                           "--tls-cert and --tls-key."),
+           tls_cert: Path | None = typer.Option(None, "--tls-cert",
+                                                help="nginx: TLS certificate (PEM)."),
+           tls_key: Path | None = typer.Option(None, "--tls-key",
+                                               help="nginx: TLS private key (PEM)."),
            port: int = typer.Option(0, "--port", "-p", help="Local router port; 0 picks one."),
            token: str | None = typer.Option(
                None, "--token", help="Bearer token (default: $HYBRIDNB_ENDPOINT_TOKEN)."),
@@ -128,37 +142,15 @@ def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."
                None, "--autoscale-max", help="Autoscale between --replicas and this.")
            ) -> None:
     """Deploy a bundle: local replicas behind a router, or render Kubernetes/nginx/edge files."""
-    from ..errors import UsageError
     from ..serve.model_bundle import load_bundle
 
     loaded = load_bundle(bundle)
     if render is not None:
-        from ..serve import render as r
-
-        if out is None:
-            raise UsageError("--render needs --out DIR")
-        out.mkdir(parents=True, exist_ok=True)
-        if render == "kubernetes":
-            import yaml
-
-            objs = r.kubernetes_manifests(loaded.name.lower().replace("_", "-"), image=image,
-                                          replicas=replicas, site=site,
-                                          autoscale={"min": replicas,
-                                                     "max": autoscale_max or replicas})
-            for i, obj in enumerate(objs):
-                path = out / f"{i:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-                path.write_text(yaml.safe_dump(obj, sort_keys=False))
-        elif render == "nginx":
-            if not upstream:
-                raise UsageError("--render nginx needs --upstream host:port (repeatable)")
-            (out / "nginx.conf").write_text(r.nginx_config(upstream, routing=routing,
-                                                           listen=listen))
-        elif render == "edge":
-            (out / "hybridnb-endpoint.service").write_text(r.edge_unit(
-                str(bundle.resolve()), serve_args=["--no-batching"] if no_batching else []))
-        else:
-            raise UsageError(f"unknown --render {render!r}; choose kubernetes, nginx or edge")
-        typer.echo(f"wrote {render} files for {loaded.name!r} to {out}")
+        _render(ctx, loaded.name, bundle, render=render, out=out, site=site, replicas=replicas,
+                routing=routing, image=image, token=token, token_file=token_file,
+                token_secret=token_secret, upstream=upstream, listen=listen,
+                tls_cert=tls_cert, tls_key=tls_key, no_batching=no_batching,
+                autoscale_max=autoscale_max)
         return
     import signal
     import threading
@@ -178,3 +170,66 @@ def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."
         pass
     finally:
         ep.close()
+
+
+def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: Path | None,
+            site: str, replicas: int, routing: str, image: str, token: str | None,
+            token_file: Path | None, token_secret: str | None, upstream: list[str],
+            listen: str, tls_cert: Path | None, tls_key: Path | None, no_batching: bool,
+            autoscale_max: int | None) -> None:
+    """``deploy --render``: build, validate, then write every file or none."""
+    from ..errors import OperationError, UsageError, did_you_mean
+    from ..k8s.problems import ManifestError
+    from ..serve import render as r
+    from ..serve.auth import TOKEN_ENV
+    from .common import options
+
+    targets = ("kubernetes", "nginx", "edge")
+    if render not in targets:
+        raise UsageError(f"unknown --render {render!r}{did_you_mean(render, targets)}; "
+                         "choose kubernetes, nginx or edge")
+    if out is None:
+        raise UsageError("--render needs --out DIR")
+    # An unknown site is an error naming the configured ones, before anything is built.
+    site_config = options(ctx).config().site(site)
+    try:
+        if render == "kubernetes":
+            if token_file is not None:
+                try:
+                    token = token_file.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise UsageError(f"--token-file {token_file}: {exc.strerror}") from None
+                if not token:
+                    raise UsageError(f"--token-file {token_file} is empty")
+            if autoscale_max is not None and autoscale_max < replicas:
+                raise UsageError(f"--autoscale-max {autoscale_max} is below --replicas "
+                                 f"{replicas}: give at least {replicas}")
+            kube = site_config.kubernetes
+            rendering = r.render_kubernetes(
+                model, image=image, replicas=replicas, site=site,
+                namespace=kube.namespace if kube else "default",
+                token=token or os.environ.get(TOKEN_ENV) or None, token_secret=token_secret,
+                autoscale={"min": replicas, "max": autoscale_max or replicas})
+        elif render == "nginx":
+            if not upstream:
+                raise UsageError("--render nginx needs --upstream host:port (repeatable)")
+            for path, what in ((tls_cert, "--tls-cert"), (tls_key, "--tls-key")):
+                if path is not None and not path.is_file():
+                    raise UsageError(f"{what} {path}: no such file")
+            rendering = r.render_nginx(
+                upstream, routing=routing, listen=listen,
+                # nginx reads relative paths from its prefix, not from here.
+                tls_cert=str(tls_cert.resolve()) if tls_cert else None,
+                tls_key=str(tls_key.resolve()) if tls_key else None)
+        else:
+            rendering = r.render_edge(str(bundle.resolve()),
+                                      serve_args=["--no-batching"] if no_batching else [])
+    except ManifestError as exc:
+        # Names are normalised first; what is still invalid (a site's namespace, say) would
+        # fail at `kubectl apply`: the operation fails here instead, with every problem.
+        raise OperationError(f"nothing written to {out}: the rendered {render} files would "
+                             f"be refused by Kubernetes.\n{exc}") from None
+    paths = r.write_rendering(rendering, out)
+    typer.echo(f"wrote {len(paths)} {render} file(s) for {model!r} to {out}")
+    for note in r.notes(rendering, out):
+        typer.echo(f"  {note}")

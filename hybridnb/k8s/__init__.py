@@ -7,7 +7,13 @@ cluster (``hybridnb.sites.kubernetes``, later training and serving) only submits
 - :mod:`hybridnb.k8s.dask`: ``DaskCluster``, ``DaskAutoscaler`` and the TLS ``Secret``;
 - :mod:`hybridnb.k8s.validate`: :func:`validate_manifest` (kubernetes-validate for core
   kinds, the CRD's ``openAPIV3Schema`` for custom resources), :func:`assert_valid`,
-  :func:`write_manifests`, and the DNS name rules.
+  :func:`write_manifests`, and the DNS name rules (:func:`to_dns_label` makes every name
+  hybridnb derives from a user's words);
+- :mod:`hybridnb.k8s.pods`: the security contexts of every pod hybridnb renders (a
+  numeric non-root user, the *restricted* profile) and their check;
+- :mod:`hybridnb.k8s.secrets`: Secrets, referred to by name and written apart (0600,
+  git-ignored), so that no other manifest holds a secret value;
+- :mod:`hybridnb.k8s.monitoring`: the prometheus-operator ``ServiceMonitor``.
 
 This module holds the vocabulary every builder shares (labels, quantities) and imports
 only the standard library: the builders and validators load on first use.

@@ -5,16 +5,21 @@ A CRD's ``openAPIV3Schema`` is read with Kubernetes' structural rules (``nullabl
 object field is unknown, as with ``kubectl apply --validate=strict``) and checked with
 jsonschema. The Dask CRDs (``DaskCluster``, ``DaskWorkerGroup``, ``DaskJob``,
 ``DaskAutoscaler``) come from the helm chart inside the dask-kubernetes package;
-Kubeflow's ``PyTorchJob`` ships with hybridnb (``hybridnb/k8s/schemas/``); others are
-added with :func:`register_crd_schema` or :func:`register_crd`. Schemas load on first use.
+Kubeflow's ``PyTorchJob`` and prometheus-operator's ``ServiceMonitor`` and
+``PrometheusRule`` ship with hybridnb (``hybridnb/k8s/schemas/``, each file naming its
+source release and commit); others are added with :func:`register_crd_schema` or
+:func:`register_crd`. Schemas load on first use.
 
 >>> "PyTorchJob (kubeflow.org/v1)" in crd_kinds()
+True
+>>> "ServiceMonitor (monitoring.coreos.com/v1)" in crd_kinds()
 True
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -147,6 +152,18 @@ def _pytorchjob_schema() -> Mapping[str, Any]:
 
 register_crd_schema("kubeflow.org", "v1", "PyTorchJob", _pytorchjob_schema)
 
+
+def _shipped_schema(filename: str) -> Callable[[], Mapping[str, Any]]:
+    def load() -> Mapping[str, Any]:
+        return _load_crd(SCHEMA_DIR / filename)
+    return load
+
+
+# prometheus-operator v0.93.0's CRDs, as the operator's users install them.
+for _kind, _file in (("ServiceMonitor", "monitoring.coreos.com_servicemonitors.v1.yaml"),
+                     ("PrometheusRule", "monitoring.coreos.com_prometheusrules.v1.yaml")):
+    register_crd_schema("monitoring.coreos.com", "v1", _kind, _shipped_schema(_file))
+
 # The API server checks a custom resource's metadata as ObjectMeta whatever its schema
 # says; these are ObjectMeta's fields (formats are checked by names.metadata_problems).
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -191,6 +208,8 @@ def structural_to_json_schema(schema: Mapping[str, Any], *, strict: bool = True,
             converted = [structural_to_json_schema(v, strict=strict, _value_only=True)
                          for v in branches]
             out[key] = converted if isinstance(value, list) else converted[0]
+        elif key == "pattern" and isinstance(value, str):
+            out[key] = _python_pattern(value)
         elif key in ("nullable", "exclusiveMinimum", "exclusiveMaximum") or key.startswith(
                 "x-kubernetes-"):
             continue  # translated below
@@ -215,6 +234,18 @@ def structural_to_json_schema(schema: Mapping[str, Any], *, strict: bool = True,
             and not schema.get("x-kubernetes-preserve-unknown-fields")):
         out["additionalProperties"] = False
     return out
+
+
+def _python_pattern(pattern: str) -> str:
+    """A Go (RE2) ``pattern`` as Python's ``re`` reads it.
+
+    RE2 takes flags after ``^`` (``^(?i)(abort|warn)?$`` in PrometheusRule); Python wants
+    global flags first, and ``^`` means the same either way.
+
+    >>> _python_pattern("^(?i)(abort|warn)?$")
+    '(?i)^(abort|warn)?$'
+    """
+    return re.sub(r"^\^(\(\?[a-zA-Z]+\))", r"\1^", pattern)
 
 
 def crd_validator(key: CRDKey) -> Any | None:

@@ -59,14 +59,18 @@ def dns_label(value: str, *, what: str = "name", max_length: int = 63) -> str:
                      f"with a letter or digit{hint}")
 
 
-def to_dns_label(value: str, *, max_length: int = 63) -> str:
-    """``value`` made into a DNS-1123 label: lower-cased, other characters as ``-``.
+def to_dns_label(value: str, *, max_length: int = 63, prefix: str = "hybridnb") -> str:
+    """``value`` made into a name that every Kubernetes kind accepts.
 
-    A name cut to fit gets a short hash of the original, so two long names that share
-    a prefix stay distinct.
+    Lower-cased, each run of other characters as ``-``; a name that would start with a
+    digit gets ``prefix-`` in front (a Service's name is a DNS-1035 label: a letter
+    first), so the result is a DNS-1035 label, hence also a DNS-1123 label and
+    subdomain. A name cut to fit gets a short hash of the original, so two long names
+    that share a prefix stay distinct. Every name hybridnb derives from a user's words
+    (bundle, notebook, run) goes through here.
 
-    >>> to_dns_label("On_Prem.Site")
-    'on-prem-site'
+    >>> to_dns_label("On_Prem.Site"), to_dns_label("wine.v2"), to_dns_label("3wine")
+    ('on-prem-site', 'wine-v2', 'hybridnb-3wine')
     >>> len(to_dns_label("x" * 80))
     63
     """
@@ -76,6 +80,8 @@ def to_dns_label(value: str, *, max_length: int = 63) -> str:
     if not label:
         raise UsageError(f"cannot make a Kubernetes name from {value!r}: it needs at least "
                          "one letter or digit")
+    if label[0].isdigit():
+        label = f"{prefix}-{label}"
     if len(label) > max_length:
         digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
         label = f"{label[:max_length - 9].rstrip('-')}-{digest}"

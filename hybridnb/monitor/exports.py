@@ -116,49 +116,24 @@ def service_monitor(name: str, *, namespace: str = "default",
     >>> service_monitor("mlp")["spec"]["endpoints"][0]["path"]
     '/metrics'
     """
-    return {"apiVersion": f"{MONITORING}/v1", "kind": "ServiceMonitor",
-            "metadata": _meta(name, namespace, labels),
-            "spec": {"selector": {"matchLabels": selector or {"app.kubernetes.io/name": name}},
-                     "endpoints": [{"port": port, "path": "/metrics", "interval": interval}]}}
+    from ..k8s.monitoring import service_monitor_manifest
+
+    meta = _meta(name, namespace, labels)
+    return service_monitor_manifest(meta["name"], namespace=namespace, selector=selector,
+                                    port=port, interval=interval, labels=meta["labels"])
 
 
 def prometheus_rule(rules: list[Rule] | None = None, *, name: str = "hybridnb",
                     namespace: str = "default", labels: dict[str, str] | None = None
                     ) -> dict[str, Any]:
-    """A prometheus-operator ``PrometheusRule`` holding ``rules`` (default: the defaults)."""
+    """A prometheus-operator ``PrometheusRule`` holding ``rules`` (default: the defaults).
+
+    Both objects validate against the operator's CRD schemas that ship with hybridnb
+    (:mod:`hybridnb.k8s.crds`).
+    """
     spec = prometheus_rules(default_rules() if rules is None else rules, name)
     return {"apiVersion": f"{MONITORING}/v1", "kind": "PrometheusRule",
             "metadata": _meta(name, namespace, labels), "spec": spec}
-
-
-def register_schemas() -> None:
-    """Register minimal schemas of ServiceMonitor and PrometheusRule for validation.
-
-    Minimal: the fields hybridnb writes, typed, with unknown fields rejected.
-    """
-    from ..k8s.validate import register_crd_schema
-
-    s, i, o = {"type": "string"}, {"x-kubernetes-int-or-string": True}, "object"
-    smap = {"type": o, "additionalProperties": s}
-    meta = {"type": o, "x-kubernetes-preserve-unknown-fields": True}  # checked apart
-    endpoint = {"type": o, "properties": {"port": s, "path": s, "interval": s,
-                                          "targetPort": i, "scheme": s}}
-    register_crd_schema(MONITORING, "v1", "ServiceMonitor", {
-        "type": o, "required": ["spec"], "properties": {
-            "apiVersion": s, "kind": s, "metadata": meta,
-            "spec": {"type": o, "required": ["selector", "endpoints"], "properties": {
-                "selector": {"type": o, "properties": {"matchLabels": smap}},
-                "namespaceSelector": {"type": o, "x-kubernetes-preserve-unknown-fields": True},
-                "endpoints": {"type": "array", "items": endpoint}}}}})
-    rule = {"type": o, "required": ["expr"], "properties": {
-        "alert": s, "record": s, "expr": i, "for": s, "labels": smap, "annotations": smap}}
-    register_crd_schema(MONITORING, "v1", "PrometheusRule", {
-        "type": o, "required": ["spec"], "properties": {
-            "apiVersion": s, "kind": s, "metadata": meta,
-            "spec": {"type": o, "properties": {"groups": {"type": "array", "items": {
-                "type": o, "required": ["name", "rules"], "properties": {
-                    "name": s, "interval": s,
-                    "rules": {"type": "array", "items": rule}}}}}}}})
 
 
 def write_exports(out_dir: str | Path, *, rules: list[Rule] | None = None,
@@ -169,6 +144,7 @@ def write_exports(out_dir: str | Path, *, rules: list[Rule] | None = None,
     import yaml
 
     from ..fileio import atomic_write_json, atomic_write_text
+    from ..k8s.validate import assert_valid
 
     out = Path(out_dir)
     rules = default_rules() if rules is None else rules
@@ -176,6 +152,8 @@ def write_exports(out_dir: str | Path, *, rules: list[Rule] | None = None,
     k8s = [service_monitor("hybridnb-endpoints", namespace=namespace,
                            selector={"app.kubernetes.io/part-of": "hybridnb"}),
            prometheus_rule(rules, namespace=namespace)]
+    for obj in k8s:  # against prometheus-operator's CRD schemas: nothing invalid is written
+        assert_valid(obj)
     return [
         atomic_write_text(out / "prometheus.yml", yaml.safe_dump(scrape_config(),
                                                                  sort_keys=False)),

@@ -217,6 +217,16 @@ def test_dns_names():
     assert len(long_a) == 63 and long_a != long_b and dns_label(long_a) == long_a
     with pytest.raises(UsageError, match="at least one letter"):
         to_dns_label("__")
+    # Names made from a user's words are valid for every kind, Services included.
+    for raw in ("wine.v2", "3wine", "Wine_Model", "9" * 80, "a.b_c-D"):
+        made = to_dns_label(raw)
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": made},
+                   "spec": {"ports": [{"port": 80}]}}
+        assert validate_manifest(service) == [], (raw, made)
+    assert to_dns_label("3wine") == "hybridnb-3wine"
+    assert validate_manifest({"apiVersion": "v1", "kind": "Service",
+                              "metadata": {"name": "3wine"},
+                              "spec": {"ports": [{"port": 80}]}})  # what it used to give
 
 
 def test_write_manifests(tmp_path):
@@ -235,9 +245,43 @@ def test_write_manifests(tmp_path):
     assert len(write_manifests([bad], tmp_path / "raw", validate=False)) == 1
 
 
+def test_a_missing_validator_is_an_error_not_a_pass():
+    """Without kubernetes-validate, validating a core kind raises (exit 1 in the CLI)
+    saying how to install it; it never returns "no problems"."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['kubernetes_validate'] = None\n"
+            "from hybridnb.errors import OperationError\n"
+            "from hybridnb.k8s.validate import validate_manifest\n"
+            "try:\n"
+            "    print('problems:', validate_manifest({'apiVersion': 'v1', 'kind': 'ConfigMap',"
+            " 'metadata': {'name': 'c'}}))\n"
+            "except OperationError as exc:\n"
+            "    print('error:', exc)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("error:") and "pip install" in res.stdout, res.stdout
+
+
+def test_crd_patterns_in_go_syntax_are_read_as_go_reads_them(crd_registry):
+    """RE2 allows flags after '^' (PrometheusRule's partial_response_strategy)."""
+    register_crd_schema("example.org", "v1", "Thing", {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "mode": {"type": "string", "pattern": "^(?i)(abort|warn)?$"}}}}})
+    thing = {"apiVersion": "example.org/v1", "kind": "Thing", "metadata": {"name": "t"},
+             "spec": {"mode": "WARN"}}
+    assert validate_manifest(thing) == []
+    thing["spec"]["mode"] = "ignore"
+    assert [p.path for p in validate_manifest(thing)] == ["$.spec.mode"]
+
+
 @pytest.mark.parametrize("name", ["hybridnb.k8s", "hybridnb.k8s.validate", "hybridnb.k8s.dask",
                                   "hybridnb.k8s.names", "hybridnb.k8s.problems",
-                                  "hybridnb.k8s.crds", "hybridnb.k8s.core_kinds"])
+                                  "hybridnb.k8s.crds", "hybridnb.k8s.core_kinds",
+                                  "hybridnb.k8s.pods", "hybridnb.k8s.secrets",
+                                  "hybridnb.k8s.monitoring"])
 def test_doctests(name, hybridnb_home, crd_registry):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

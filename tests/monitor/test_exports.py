@@ -14,7 +14,6 @@ from hybridnb.monitor import (
     service_monitor,
     write_exports,
 )
-from hybridnb.monitor.exports import register_schemas
 from hybridnb.state import Kind, StateStore, Status
 
 from .conftest import EXPOSITION
@@ -49,16 +48,51 @@ def test_grafana_expressions_are_in_the_checked_subset():
             check(target["expr"])
 
 
-def test_kubernetes_objects_validate():
+def test_kubernetes_objects_validate_against_the_operators_crds():
+    """ServiceMonitor and PrometheusRule against prometheus-operator's own CRD schemas
+    (v0.93.0, shipped in hybridnb/k8s/schemas), not schemas written from our fields."""
     from hybridnb.k8s.validate import validate_manifest
 
-    register_schemas()
     for obj in (service_monitor("mlp", namespace="ml"), prometheus_rule(namespace="ml")):
         assert validate_manifest(obj) == [], obj
     bad = service_monitor("mlp")
-    bad["spec"]["endpoints"][0]["pth"] = "/metrics"
-    [problem] = validate_manifest(bad)
-    assert "unknown field 'pth'" in problem.message
+    bad["spec"]["endpoints"][0]["pth"] = "/metrics"  # unknown: the CRD would prune it
+    bad["spec"]["endpoints"][0]["interval"] = "15 seconds"  # the CRD's duration pattern
+    bad["spec"]["endpoints"][0]["scheme"] = "tcp"  # the CRD's enum
+    problems = {p.path: p.message for p in validate_manifest(bad)}
+    assert set(problems) == {"$.spec.endpoints[0].pth", "$.spec.endpoints[0].interval",
+                             "$.spec.endpoints[0].scheme"}, problems
+    assert "unknown field 'pth'" in problems["$.spec.endpoints[0].pth"]
+    # Fields hybridnb never writes are known to the real schema (a hand-written one
+    # would reject them): TLS settings, relabelings, scrape timeout.
+    full = service_monitor("mlp")
+    full["spec"]["endpoints"][0].update(
+        scheme="https", scrapeTimeout="10s", tlsConfig={"insecureSkipVerify": False},
+        relabelings=[{"action": "replace", "targetLabel": "team", "replacement": "ml"}])
+    assert validate_manifest(full) == []
+
+    rule = prometheus_rule()
+    rule["spec"]["groups"][0]["rules"][0]["for"] = 300  # a duration string, not a number
+    rule["spec"]["groups"][0]["rules"][1]["labels"] = {"severity": 2}
+    rule["spec"]["groups"][0]["partial_response_strategy"] = "warn"  # Thanos' field
+    problems = {p.path: p.message for p in validate_manifest(rule)}
+    assert set(problems) == {"$.spec.groups[0].rules[0].for",
+                             "$.spec.groups[0].rules[1].labels.severity"}, problems
+    assert "is not of type 'string'" in problems["$.spec.groups[0].rules[0].for"]
+
+
+def test_write_exports_refuses_what_the_operator_would_refuse(hybridnb_home, tmp_path):
+    """hybridnb's own duration check takes "1.5m"; Prometheus and the operator's CRD take
+    whole numbers only. The real schema catches it; nothing is written."""
+    import pytest
+
+    from hybridnb.k8s.validate import ManifestError
+    from hybridnb.monitor.alerts import Rule, default_rules
+
+    bad = [*default_rules(), Rule(name="Bad", expr="up == 0", **{"for": "1.5m"})]
+    with pytest.raises(ManifestError, match=r"\$\.spec\.groups\[0\]\.rules\[5\]\.for"):
+        write_exports(tmp_path / "out", rules=bad, targets=[])
+    assert not (tmp_path / "out" / "kubernetes.yaml").exists()
 
 
 def test_cli_status_and_export(hybridnb_home, metrics_server, closed_port, tmp_path):
