@@ -45,10 +45,7 @@ def job_name(spec: TrainSpec) -> str:
     >>> job_name(TrainSpec(name="digits_cnn.v2")), job_name(TrainSpec(name="3wine"))
     ('digits-cnn-v2', 'train-3wine')
     """
-    name = to_dns_label(spec.name, max_length=63)
-    if not name[0].isalpha():  # DNS-1035: a letter first
-        name = to_dns_label(f"train-{name}", max_length=63)
-    return name
+    return to_dns_label(spec.name, prefix="train")
 
 
 def _labels(spec: TrainSpec, name: str) -> dict[str, str]:
