@@ -14,6 +14,11 @@ the ``Security`` in use and any local process ids worth recording.
   specs, so the site can host a hybrid cluster's scheduler or lend it workers;
 - :meth:`Backend.stop_record` — how ``hybridnb gc`` stops a leftover it started.
 
+**Security it must keep**: TLS whenever ``site.tls`` (:meth:`Backend.security` gives
+the certificates), and no listener beyond the site's own host — the scheduler's
+dashboard in particular (``dashboard_host`` says where it listens when that is not the
+scheduler's host).
+
 **It gets for free** (from :class:`~hybridnb.sites.handle.ClusterHandle`): the client,
 recording in the state store, ``scale``/``adapt`` (delegated to the cluster object),
 residency pinning, TLS refusal of plain clients, ``repr``/``_repr_html_``, sync and async
@@ -51,12 +56,15 @@ class Started:
     remote_id: str | None = None
     owns: bool = True  # closing the handle stops the cluster
     tls_dir: Path | None = None  # temporary certificates to delete with the cluster
+    dashboard_host: str | None = None  # where the dashboard listens, if not the scheduler's host
 
 
 class Backend:
     """A way to run Dask on one site; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
+    #: Where the scheduler's dashboard listens when that is not the scheduler's host.
+    dashboard_host: ClassVar[str | None] = None
 
     def __init__(self, site: Site, config: HybridConfig):
         self.site = site
