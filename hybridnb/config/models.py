@@ -156,7 +156,8 @@ class Site(_Model):
     preemptible: bool = False
     tls: bool | None = Field(
         None, description="Encrypt and authenticate Dask traffic with TLS; default (null): "
-        "on whenever the site's processes listen beyond loopback. false warns")
+        "on for public and edge sites and wherever the site's processes listen beyond "
+        "loopback. false there warns")
     _tls_given: bool | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -165,15 +166,16 @@ class Site(_Model):
         # no authentication but TLS client certificates: whoever reaches a plain tcp://
         # scheduler or worker runs code as the user. So TLS is on wherever the site's
         # processes listen beyond loopback (ssh hosts, a remote scheduler, Kubernetes
-        # pods, a local site given a real host to join a hybrid cluster) whatever its
-        # tier. A local site bound to 127.0.0.1 (or in-process) stays plain tcp: only
-        # this machine reaches it, which the project's rule ("nothing beyond loopback
-        # without auth") accepts, and TLS would encrypt every worker-to-worker transfer
-        # for no exposure. Loopback is not private on a machine shared with other users
-        # (a JupyterHub with local spawners): set ``tls: true`` there.
+        # pods, a local site given a real host to join a hybrid cluster), whatever its
+        # tier, and on every public or edge site, whose traffic leaves the private
+        # network. A private local site bound to 127.0.0.1 (or in-process) stays plain
+        # tcp: only this machine reaches it, which the project's rule ("nothing beyond
+        # loopback without auth") accepts, and TLS would encrypt every worker-to-worker
+        # transfer for no exposure. Loopback is not private on a machine shared with
+        # other users (a JupyterHub with local spawners): set ``tls: true`` there.
         self._tls_given = self.tls
         if self.tls is None:
-            self.tls = self.listens_beyond_loopback
+            self.tls = self.tier != "private" or self.listens_beyond_loopback
         return self
 
     @property
