@@ -21,8 +21,9 @@ scheduler's host).
 
 **It gets for free** (from :class:`~hybridnb.sites.handle.ClusterHandle`): the client,
 recording in the state store, ``scale``/``adapt`` (delegated to the cluster object),
-residency pinning, TLS refusal of plain clients, ``repr``/``_repr_html_``, sync and async
-context managers and the ``ResourceWarning`` for a handle never closed.
+residency pinning, TLS refusal of plain clients, ``repr``/``_repr_html_`` (from stored
+fields, never a call to the scheduler), sync and async context managers, the
+``ResourceWarning`` for a handle never closed and its closing at interpreter exit.
 
 Register it in the ``hybridnb.site_backends`` entry-point group (or with
 :func:`hybridnb.sites.register_backend`), and sites may say ``backend: NAME``.
@@ -57,6 +58,7 @@ class Started:
     owns: bool = True  # closing the handle stops the cluster
     tls_dir: Path | None = None  # temporary certificates to delete with the cluster
     dashboard_host: str | None = None  # where the dashboard listens, if not the scheduler's host
+    close_timeout: float = 60.0  # seconds to stop the cluster it started
 
 
 class Backend:

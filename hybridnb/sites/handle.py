@@ -281,7 +281,7 @@ class ClusterHandle:
         finally:
             try:
                 if self._started.owns and self._started.cluster is not None:
-                    self._started.cluster.close(timeout=max(self._timeout, 30.0))
+                    self._started.cluster.close(timeout=self._started.close_timeout)
             finally:
                 if self._started.owns and self._started.tls_dir is not None:
                     shutil.rmtree(self._started.tls_dir, ignore_errors=True)

@@ -46,7 +46,7 @@ def site_config(**body):
 ], ids=lambda v: str(v))
 def test_tls_default_follows_where_processes_listen(hybridnb_home, body, tls):
     site = site_config(**{"tier": "private", **body}).site("s")
-    assert site.tls is tls and not site.tls_opted_out
+    assert site.tls is tls
 
 
 def test_tls_false_is_kept_and_known_as_an_opt_out(hybridnb_home):
