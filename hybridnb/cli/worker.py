@@ -3,6 +3,8 @@
 For sites whose workers someone else starts (the ``scheduler`` backend): it runs
 ``dask worker`` with the site's resource tags (``site-NAME``, ``data-CLASS``) so that
 residency pinning finds it, and with the site's TLS files when the address is tls://.
+A plain tcp:// scheduler beyond loopback is refused unless the site says ``tls: false``
+(then it warns).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def worker_command(scheduler: str, site_name: str, config: HybridConfig,
                    nthreads: int | None = None, memory_limit: str | None = None,
                    host: str | None = None, name: str | None = None) -> list[str]:
     """The ``dask worker`` command line for a worker of ``site_name``."""
+    from ..config.models import address_is_loopback
     from ..config.tags import resources_arg, worker_resources
     from ..errors import UsageError
 
@@ -44,8 +47,18 @@ def worker_command(scheduler: str, site_name: str, config: HybridConfig,
                              f"tls_key under sites.{site_name}.scheduler")
         cmd += ["--tls-ca-file", opts.tls_ca_file, "--tls-cert", opts.tls_cert,
                 "--tls-key", opts.tls_key]
-    elif site.tls:
-        raise UsageError(f"site '{site_name}' requires TLS; use a tls:// scheduler address")
+    elif not address_is_loopback(scheduler):
+        # A plain worker beyond loopback runs code for anyone who reaches it: only a site
+        # that says tls: false may, and then it is told so.
+        if not site.tls_opted_out:
+            raise UsageError(
+                f"site '{site_name}' requires TLS to join {scheduler}: use a tls:// "
+                f"scheduler address (with tls_ca_file, tls_cert and tls_key under "
+                f"sites.{site_name}.scheduler), or set sites.{site_name}.tls: false on a "
+                "trusted network")
+        from ..sites.security import warn_plain
+
+        warn_plain(site, scheduler)
     return cmd
 
 

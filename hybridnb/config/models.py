@@ -19,7 +19,9 @@ A site, as written in YAML::
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -152,14 +154,56 @@ class Site(_Model):
     # Residency is opt-in: a site holds only public data unless it says otherwise.
     classifications: list[str] = Field(default_factory=lambda: ["public"])
     preemptible: bool = False
-    tls: bool | None = Field(None, description="Require TLS; default: on unless tier is private")
+    tls: bool | None = Field(
+        None, description="Encrypt and authenticate Dask traffic with TLS; default (null): "
+        "on for public and edge sites and wherever the site's processes listen beyond "
+        "loopback. false there warns")
+    _tls_given: bool | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _default_tls(self) -> Site:
-        # Traffic to public and edge sites leaves the private network: TLS by default.
+        # The one place TLS's default lives, decided once every layer is merged. Dask has
+        # no authentication but TLS client certificates: whoever reaches a plain tcp://
+        # scheduler or worker runs code as the user. So TLS is on wherever the site's
+        # processes listen beyond loopback (ssh hosts, a remote scheduler, Kubernetes
+        # pods, a local site given a real host to join a hybrid cluster), whatever its
+        # tier, and on every public or edge site, whose traffic leaves the private
+        # network. A private local site bound to 127.0.0.1 (or in-process) stays plain
+        # tcp: only this machine reaches it, which the project's rule ("nothing beyond
+        # loopback without auth") accepts, and TLS would encrypt every worker-to-worker
+        # transfer for no exposure. Loopback is not private on a machine shared with
+        # other users (a JupyterHub with local spawners): set ``tls: true`` there.
+        self._tls_given = self.tls
         if self.tls is None:
-            self.tls = self.tier != "private"
+            self.tls = self.tier != "private" or self.listens_beyond_loopback
         return self
+
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        """Whether this site's Dask processes listen on an address other than loopback.
+
+        Pure (no DNS): a host name other than ``localhost`` counts as beyond loopback,
+        and so does every Kubernetes or plug-in site.
+
+        >>> Site(backend="ssh", ssh={"hosts": ["10.0.0.5"]},
+        ...      capacity={"cpu": 1, "memory": 1}).listens_beyond_loopback
+        True
+        >>> Site(capacity={"cpu": 1, "memory": 1}).listens_beyond_loopback  # local
+        False
+        """
+        if self.backend == "local":
+            host = self.local.host if self.local is not None else None
+            return host is not None and not is_loopback(host)
+        if self.backend == "scheduler":
+            return self.scheduler is None or not address_is_loopback(self.scheduler.address)
+        if self.backend == "ssh":
+            return self.ssh is None or not all(is_loopback(h) for h in self.ssh.hosts)
+        return True
+
+    @property
+    def tls_opted_out(self) -> bool:
+        """Whether the configuration says ``tls: false`` for this site."""
+        return self._tls_given is False
 
     def allows(self, classification: str) -> bool:
         """Whether data of ``classification`` may live and be processed here."""
@@ -177,6 +221,36 @@ class Site(_Model):
                 f"cpu={self.capacity.cpu:g}, memory={format_bytes(self.capacity.memory)}{gpu})")
 
     __str__ = __repr__
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 maybe in brackets) is loopback.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("[::1]"), is_loopback("10.0.0.5")
+    (True, True, False)
+    """
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def address_is_loopback(address: str) -> bool:
+    """Whether a Dask address (``tcp://host:port``, ``inproc://…``) stays on this machine.
+
+    >>> address_is_loopback("tcp://127.0.0.1:8786"), address_is_loopback("tls://sched:8786")
+    (True, False)
+    """
+    if address.startswith("inproc://"):
+        return True
+    try:
+        host = urlsplit(address if "://" in address else f"tcp://{address}").hostname
+    except ValueError:
+        return False
+    return host is not None and is_loopback(host)
 
 
 class Dataset(_Model):

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import lifecycle
 from ..state import Kind, StateStore
 from .exposition import SeriesKey
 from .scrape import HTTPScraper, KeyedSample, RunReader
@@ -237,6 +238,7 @@ class Collector:
             self._thread = threading.Thread(target=self._run, name="hybridnb-collector",
                                             daemon=True)
             self._thread.start()
+            lifecycle.close_at_exit(self, "stop")  # stopped cleanly if still running then
         return self
 
     def _run(self) -> None:
@@ -253,6 +255,7 @@ class Collector:
 
     def stop(self) -> None:
         """Stop the thread and the scrape pool; waits for the current round."""
+        lifecycle.forget(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.timeout + 30.0)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from .. import lifecycle
 from ..errors import OperationError, UsageError
 from ..state import StateStore
 from .autoscale import AutoscalePolicy
@@ -32,13 +34,15 @@ class Endpoint:
     """A deployed model: replicas behind a router, on ``url``.
 
     Use it as a context manager, or call :meth:`close`; it warns (``ResourceWarning``)
-    when garbage-collected while it still runs.
+    when garbage-collected while it still runs, and one still open at interpreter exit
+    is closed then (:mod:`hybridnb.lifecycle`), replicas included.
     """
 
     def __init__(self, deployment: Deployment, bundle: Bundle):
         self._d = deployment
         self.bundle = bundle
         self._client: Any = None
+        lifecycle.close_at_exit(self)
 
     @property
     def url(self) -> str:
@@ -154,6 +158,7 @@ class Endpoint:
 
     def close(self) -> None:
         """Stop the router and the replicas."""
+        lifecycle.forget(self)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -171,7 +176,12 @@ class Endpoint:
         if d is not None and not d._closed and d.router is not None:
             warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning,
                           stacklevel=1)
-            d.close()
+            if sys.is_finalizing() or lifecycle.exiting():
+                return  # thread pools are gone; the exit hook closed what it could
+            try:
+                d.close()
+            except Exception:
+                logger.debug("closing %r from __del__ failed", self, exc_info=True)
 
     def __repr__(self) -> str:
         s = self._d

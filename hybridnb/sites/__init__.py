@@ -13,9 +13,10 @@ from .base import Backend, Started
 from .factory import acluster, backend_for, cluster, connect, hybrid_cluster
 from .handle import ClusterHandle, WorkerInfo
 from .registry import get_backend, known_backends, register_backend
+from .security import InsecureSiteWarning
 
 __all__ = [
-    "Backend", "ClusterHandle", "Started", "WorkerInfo", "acluster", "backend_for", "cluster",
-    "connect", "data_resource", "get_backend", "hybrid_cluster", "known_backends",
-    "register_backend", "site_resource", "worker_resources",
+    "Backend", "ClusterHandle", "InsecureSiteWarning", "Started", "WorkerInfo", "acluster",
+    "backend_for", "cluster", "connect", "data_resource", "get_backend", "hybrid_cluster",
+    "known_backends", "register_backend", "site_resource", "worker_resources",
 ]

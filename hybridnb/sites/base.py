@@ -14,10 +14,16 @@ the ``Security`` in use and any local process ids worth recording.
   specs, so the site can host a hybrid cluster's scheduler or lend it workers;
 - :meth:`Backend.stop_record` — how ``hybridnb gc`` stops a leftover it started.
 
+**Security it must keep**: TLS whenever ``site.tls`` (:meth:`Backend.security` gives
+the certificates), and no listener beyond the site's own host — the scheduler's
+dashboard in particular (``dashboard_host`` says where it listens when that is not the
+scheduler's host).
+
 **It gets for free** (from :class:`~hybridnb.sites.handle.ClusterHandle`): the client,
 recording in the state store, ``scale``/``adapt`` (delegated to the cluster object),
-residency pinning, TLS refusal of plain clients, ``repr``/``_repr_html_``, sync and async
-context managers and the ``ResourceWarning`` for a handle never closed.
+residency pinning, TLS refusal of plain clients, ``repr``/``_repr_html_`` (from stored
+fields, never a call to the scheduler), sync and async context managers, the
+``ResourceWarning`` for a handle never closed and its closing at interpreter exit.
 
 Register it in the ``hybridnb.site_backends`` entry-point group (or with
 :func:`hybridnb.sites.register_backend`), and sites may say ``backend: NAME``.
@@ -51,12 +57,16 @@ class Started:
     remote_id: str | None = None
     owns: bool = True  # closing the handle stops the cluster
     tls_dir: Path | None = None  # temporary certificates to delete with the cluster
+    dashboard_host: str | None = None  # where the dashboard listens, if not the scheduler's host
+    close_timeout: float = 60.0  # seconds to stop the cluster it started
 
 
 class Backend:
     """A way to run Dask on one site; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
+    #: Where the scheduler's dashboard listens when that is not the scheduler's host.
+    dashboard_host: ClassVar[str | None] = None
 
     def __init__(self, site: Site, config: HybridConfig):
         self.site = site

@@ -105,8 +105,18 @@ def cluster(site: str = "local", n_workers: int | None = None,
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    from . import security as tls
+
+    try:
+        tls.warn_if_plain([backend.site], started.security)  # it runs: say so if in the clear
+    except BaseException:  # warnings made errors (-W error): stop what started
+        if started.owns and started.cluster is not None:
+            started.cluster.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     if directory.exists():
         started.tls_dir = directory
+    started.dashboard_host = started.dashboard_host or backend.dashboard_host
     handle = _handle(started, [site], backend.name, name, config, _store(record, store),
                      timeout=getattr(backend, "timeout", 10.0))
     try:
@@ -147,6 +157,7 @@ def hybrid_cluster(sites: Sequence[str], n_workers: int | Mapping[str, int] | No
     >>> c = hybridnb.hybrid_cluster(["onprem", "aws"], n_workers=2)  # doctest: +SKIP
     >>> c.compute(df.amount.sum(), data="patients")  # runs on onprem only  # doctest: +SKIP
     """
+    from . import security as tls
     from .spec import start_spec_cluster
 
     config = _config(config)
@@ -167,18 +178,20 @@ def hybrid_cluster(sites: Sequence[str], n_workers: int | Mapping[str, int] | No
             raise UsageError(f"sites {', '.join(names)} connect to different schedulers "
                              f"({', '.join(sorted(addresses))}); a hybrid cluster has one")
         sched_backend = backend_for(sched, config)
+        for backend in backends.values():  # each site's TLS requirement holds
+            backend.security()
+        security = sched_backend.security()
+        tls.warn_if_plain(list({s.name: s for s in [*chosen, sched]}.values()), security)
         started = sched_backend.start(name=name, n_workers=None, threads_per_worker=None,
-                                      memory_limit=None, security=sched_backend.security())
+                                      memory_limit=None, security=security)
         return _handle(started, names, "scheduler", name, config, store_,
                        timeout=getattr(backends[names[0]], "timeout", 10.0))
 
     sched_backend = backends.get(sched.name) or backend_for(sched, config)
+    # One cluster, one security: TLS for all when any site needs it (their defaults say
+    # whether its processes listen beyond loopback).
     tls_needed = any(s.tls for s in [*chosen, sched])
-    security = None
-    if tls_needed:
-        from . import security as tls
-
-        security = tls.temporary(tls_dir(name))
+    security = tls.temporary(tls_dir(name)) if tls_needed else None
     per_site = (n_workers if isinstance(n_workers, Mapping)
                 else dict.fromkeys(names, n_workers))
     unknown = set(per_site) - set(names)
@@ -188,12 +201,14 @@ def hybrid_cluster(sites: Sequence[str], n_workers: int | Mapping[str, int] | No
     for s in names:
         workers.update(backends[s].worker_specs(per_site.get(s), threads_per_worker,
                                                 memory_limit, security))
-    spec_cluster = start_spec_cluster(name, sched_backend.scheduler_spec(security), workers,
-                                      security)
+    scheduler = sched_backend.scheduler_spec(security)
+    tls.warn_if_plain(list({s.name: s for s in [*chosen, sched]}.values()), security)
+    spec_cluster = start_spec_cluster(name, scheduler, workers, security)
     from .base import Started
 
     started = Started(address=spec_cluster.scheduler_address, cluster=spec_cluster,
-                      security=security, tls_dir=tls_dir(name) if tls_needed else None)
+                      security=security, tls_dir=tls_dir(name) if tls_needed else None,
+                      dashboard_host=sched_backend.dashboard_host)
     return _handle(started, names, "hybrid", name, config, store_)
 
 

@@ -3,6 +3,12 @@
 A :class:`ClusterHandle` wraps a real distributed cluster object (``LocalCluster``,
 ``SpecCluster``, ``KubeCluster``) or a connection to an existing scheduler. The hot path
 is untouched: ``handle.client`` *is* a ``distributed.Client``.
+
+Its lifecycle never waits on a dead event loop: every call hybridnb makes to the
+scheduler has a deadline, ``repr``/``_repr_html_``/``__del__`` read stored fields only,
+and a handle still open at interpreter exit is closed by :mod:`hybridnb.lifecycle`
+while distributed's loop still runs (a script or kernel that ends with an open handle
+exits at once, instead of hanging in ``__del__``).
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from .. import lifecycle
 from ..config.tags import requirements, site_of, site_resource
 from ..config.units import format_bytes
 from ..errors import OperationError, UsageError
@@ -69,6 +77,9 @@ class ClusterHandle:
         self._record: Record | None = None
         self._client: Client | None = None
         self._closed = False
+        self._timeout = client_timeout
+        self._dashboard: str | None = None
+        self._seen: list[WorkerInfo] = []  # the workers at the last workers() call
         if store is not None:
             self._record = store.add(
                 Kind.cluster, name, site="+".join(self.sites), backend=backend,
@@ -76,15 +87,49 @@ class ClusterHandle:
                 spec={"sites": self.sites, "owns": started.owns})
         try:
             self._client = self._connect(client_timeout)
+            self._dashboard = self._find_dashboard()
         except BaseException as exc:
             self._shutdown(Status.failed, error=str(exc))
             raise
+        lifecycle.close_at_exit(self)
         if self._record is not None and self._store is not None:
             # The dashboard serves the scheduler's Prometheus metrics: monitoring finds
             # the cluster through this record.
             self._record = self._store.update(
                 self._record.id, status=Status.running, address=self.scheduler_address,
                 spec={**self._record.spec, "dashboard": self.dashboard_link})
+
+    def _ask(self, what: str, **kwargs: Any) -> Any:
+        """Call the scheduler's ``what`` handler, within the handle's timeout."""
+        client = self.client
+        try:
+            return client.sync(getattr(client.scheduler, what), **kwargs,
+                               callback_timeout=self._timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise OperationError(f"the scheduler of cluster {self.name!r} at "
+                                 f"{self.scheduler_address} did not answer within "
+                                 f"{self._timeout:g} s") from None
+
+    def _find_dashboard(self) -> str | None:
+        from distributed.utils import format_dashboard_link
+
+        link = getattr(self._started.cluster, "dashboard_link", None)
+        if not link:
+            port = (self._ask("identity", n_workers=0).get("services") or {}).get("dashboard")
+            if port is None:  # no dashboard service on that scheduler
+                return None
+            host = self.scheduler_address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+            link = format_dashboard_link(host, port)
+        if self._started.dashboard_host:
+            # The dashboard listens elsewhere than the scheduler (loopback on this
+            # machine while the scheduler listens on a real interface).
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(link)
+            netloc = f"{self._started.dashboard_host}:{parts.port}" if parts.port else \
+                self._started.dashboard_host
+            link = urlunsplit(parts._replace(netloc=netloc))
+        return link
 
     def _connect(self, timeout: float) -> Client:
         from distributed import Client
@@ -128,13 +173,7 @@ class ClusterHandle:
     @property
     def dashboard_link(self) -> str | None:
         """Link to the Dask dashboard, when the scheduler serves one."""
-        link = getattr(self._started.cluster, "dashboard_link", None)
-        if link is None and self._client is not None:
-            try:
-                link = self._client.dashboard_link
-            except Exception:  # no dashboard service on that scheduler
-                link = None
-        return link
+        return self._dashboard
 
     @property
     def security(self) -> str:
@@ -158,11 +197,10 @@ class ClusterHandle:
         return self._started.cluster
 
     def workers(self) -> list[WorkerInfo]:
-        """The workers now connected, with the site each one reports."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
-        return [WorkerInfo(addr, site_of(w.get("resources") or {}), int(w.get("nthreads", 0)),
-                           int(w.get("memory_limit") or 0), dict(w.get("resources") or {}))
-                for addr, w in info.items()]
+        """The workers now connected, with the site each one reports (asks the scheduler,
+        within the handle's timeout)."""
+        self._seen = _worker_infos(self._ask("identity", n_workers=-1).get("workers") or {})
+        return list(self._seen)
 
     def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
         """Block until ``n`` workers are connected (a clear error after ``timeout``)."""
@@ -236,13 +274,14 @@ class ClusterHandle:
 
     def _shutdown(self, status: Status, error: str | None = None) -> None:
         self._closed = True
+        lifecycle.forget(self)
         try:
             if self._client is not None:
-                self._client.close()
+                self._client.close(timeout=self._timeout)
         finally:
             try:
                 if self._started.owns and self._started.cluster is not None:
-                    self._started.cluster.close()
+                    self._started.cluster.close(timeout=self._started.close_timeout)
             finally:
                 if self._started.owns and self._started.tls_dir is not None:
                     shutil.rmtree(self._started.tls_dir, ignore_errors=True)
@@ -271,22 +310,35 @@ class ClusterHandle:
             return
         warnings.warn(f"{self!r} was never closed; call .close() or use 'with'",
                       ResourceWarning, stacklevel=2)
+        if sys.is_finalizing() or lifecycle.exiting():
+            return  # the event loop may be gone: waiting on it would hang the exit
         try:
             self.close()
-        except Exception:  # interpreter shutdown: nothing more to do
-            pass
+        except Exception:  # e.g. collected on the event loop's own thread
+            logger.debug("closing %r from __del__ failed", self, exc_info=True)
 
-    # -- display ------------------------------------------------------------------------
+    # -- display: stored fields only, never a call to the scheduler ----------------------
+
+    def _known_workers(self) -> list[WorkerInfo] | None:
+        """Workers as last known without asking: the cluster object's copy (kept current
+        by distributed's worker-status stream), else the last :meth:`workers` answer."""
+        info = getattr(self._started.cluster, "scheduler_info", None)
+        if isinstance(info, dict) and isinstance(info.get("workers"), dict):
+            return _worker_infos(info["workers"])
+        return list(self._seen) if self._seen else None
 
     def _summary(self) -> tuple[int, int, int]:
-        try:
-            ws = self.workers()
-        except Exception:
-            return (0, 0, 0)
-        return len(ws), sum(w.nthreads for w in ws), sum(w.memory_limit for w in ws)
+        ws = self._known_workers()
+        if ws is not None:
+            return len(ws), sum(w.nthreads for w in ws), sum(w.memory_limit for w in ws)
+        # The totals distributed's own Client.__repr__ shows: its periodic refresh keeps
+        # them, so reading them costs no round trip.
+        info = getattr(self._client, "_scheduler_identity", None) or {}
+        return (int(info.get("n_workers", 0)), int(info.get("total_threads", 0)),
+                int(info.get("total_memory", 0)))
 
     def __repr__(self) -> str:
-        if self._closed:
+        if getattr(self, "_closed", True):
             return f"<ClusterHandle {self.name!r} on {'+'.join(self.sites)}: closed>"
         n, threads, mem = self._summary()
         return (f"<ClusterHandle {self.name!r} on {'+'.join(self.sites)} ({self.backend}): "
@@ -296,14 +348,20 @@ class ClusterHandle:
     def _repr_html_(self) -> str:
         if self._closed:
             return f"<p>ClusterHandle <b>{escape(self.name)}</b>: closed</p>"
-        per_site: dict[str, list[WorkerInfo]] = {}
-        for w in self.workers():
-            per_site.setdefault(w.site or "?", []).append(w)
-        rows = "".join(
-            f"<tr><td>{escape(site)}</td><td>{len(ws)}</td>"
-            f"<td>{sum(w.nthreads for w in ws)}</td>"
-            f"<td>{format_bytes(sum(w.memory_limit for w in ws))}</td></tr>"
-            for site, ws in sorted(per_site.items()))
+        known = self._known_workers()
+        if known is None:  # connected only, workers() not called yet: totals, no sites
+            n, threads, mem = self._summary()
+            rows = (f"<tr><td>all</td><td>{n}</td><td>{threads}</td>"
+                    f"<td>{format_bytes(mem)}</td></tr>")
+        else:
+            per_site: dict[str, list[WorkerInfo]] = {}
+            for w in known:
+                per_site.setdefault(w.site or "?", []).append(w)
+            rows = "".join(
+                f"<tr><td>{escape(site)}</td><td>{len(ws)}</td>"
+                f"<td>{sum(w.nthreads for w in ws)}</td>"
+                f"<td>{format_bytes(sum(w.memory_limit for w in ws))}</td></tr>"
+                for site, ws in sorted(per_site.items()))
         link = self.dashboard_link
         dash = (f'<a href="{escape(link)}" target="_blank">{escape(link)}</a>' if link
                 else "none")
@@ -313,6 +371,12 @@ class ClusterHandle:
                 f"{escape(self.security)}, dashboard {dash}"
                 "<table><tr><th>site</th><th>workers</th><th>threads</th><th>memory</th></tr>"
                 f"{rows}</table></div>")
+
+
+def _worker_infos(workers: dict[str, Any]) -> list[WorkerInfo]:
+    return [WorkerInfo(addr, site_of(w.get("resources") or {}), int(w.get("nthreads", 0)),
+                       int(w.get("memory_limit") or 0), dict(w.get("resources") or {}))
+            for addr, w in workers.items()]
 
 
 def _as_list(value: str | Iterable[str] | None) -> list[str]:

@@ -82,7 +82,8 @@ class KubernetesBackend(Backend):
             raise OperationError(f"site '{self.site.name}': KubeCluster {name!r} failed to "
                                  f"start: {exc}") from exc
         return Started(address=cluster.scheduler_address, cluster=cluster,
-                       remote_id=f"{manifest['metadata'].get('namespace')}/{name}")
+                       remote_id=f"{manifest['metadata'].get('namespace')}/{name}",
+                       close_timeout=3600.0)  # KubeCluster's own: deleting pods takes time
 
     @classmethod
     def stop_record(cls, record: Record, store: StateStore) -> None:

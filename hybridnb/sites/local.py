@@ -10,10 +10,17 @@ if TYPE_CHECKING:
     from distributed.security import Security
 
 
+#: The dashboard of a cluster on this machine listens on loopback only: it has no
+#: authentication, the user's browser (or jupyter-server-proxy, which refuses other hosts
+#: by default) reaches it there, and workers of other sites never need it.
+DASHBOARD_ADDRESS = "127.0.0.1:0"
+
+
 class LocalBackend(Backend):
     """Workers are processes (or threads, ``processes: false``) on this machine."""
 
     name = "local"
+    dashboard_host = "127.0.0.1"
 
     @property
     def host(self) -> str:
@@ -40,7 +47,7 @@ class LocalBackend(Backend):
             kwargs["protocol"] = "tls://"
         cluster = LocalCluster(
             name=name, n_workers=n_workers, threads_per_worker=threads_per_worker,
-            processes=procs, dashboard_address=":0", security=sec,
+            processes=procs, dashboard_address=DASHBOARD_ADDRESS, security=sec,
             resources=self.resources(), **kwargs)
         return Started(address=cluster.scheduler_address, cluster=cluster, security=sec,
                        pids=_worker_pids(cluster))
@@ -48,7 +55,7 @@ class LocalBackend(Backend):
     def scheduler_spec(self, security: Security | None) -> dict[str, Any]:
         from distributed import Scheduler
 
-        options: dict[str, Any] = {"host": self.host, "dashboard_address": ":0"}
+        options: dict[str, Any] = {"host": self.host, "dashboard_address": DASHBOARD_ADDRESS}
         if security is not None:
             options.update(security=security, protocol="tls://")
         return {"cls": Scheduler, "options": options}

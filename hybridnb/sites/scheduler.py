@@ -27,9 +27,11 @@ class SchedulerBackend(Backend):
         address: str = opts.address
         if self.site.tls and not address.startswith("tls://"):
             raise UsageError(
-                f"site '{self.site.name}' requires TLS but its scheduler address is {address}; "
-                f"use a tls:// address in sites.{self.site.name}.scheduler.address (or set "
-                f"sites.{self.site.name}.tls: false on a trusted network)")
+                f"site '{self.site.name}' requires TLS but its scheduler address is {address}: "
+                "a plain tcp:// scheduler beyond loopback runs code for anyone who reaches "
+                f"it. Use a tls:// address in sites.{self.site.name}.scheduler.address with "
+                "tls_ca_file, tls_cert and tls_key (or set "
+                f"sites.{self.site.name}.tls: false on a trusted network; hybridnb warns)")
         if not address.startswith("tls://"):
             return None
         missing = [k for k in ("tls_ca_file", "tls_cert", "tls_key") if not getattr(opts, k)]

@@ -7,6 +7,8 @@ their paths travel in the remote command line, never the keys.
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,56 @@ from ..fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from distributed.security import Security
+
+    from ..config import Site
+
+
+class InsecureSiteWarning(UserWarning):
+    """A site runs Dask without TLS although its processes listen beyond loopback."""
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_plain(site: Site, where: str | None = None) -> None:
+    """Warn, once per site and process, that ``site`` runs Dask over plain tcp.
+
+    Called where a cluster starts or a worker joins without TLS because the site says
+    ``tls: false``: the opt-out stays possible, but never silent. ``where`` names the
+    listening address(es); by default they come from the site's options.
+    """
+    where = where or _listen_addresses(site)
+    with _warned_lock:
+        if site.name in _warned:
+            return
+        _warned.add(site.name)
+    warnings.warn(
+        f"site '{site.name}' runs Dask without TLS (sites.{site.name}.tls: false) and its "
+        f"processes listen on {where}: Dask has no other authentication, so anyone who can "
+        "reach them can run code as you and read your data. Remove 'tls: false' (TLS is "
+        "the default there) unless every host on that network is trusted",
+        InsecureSiteWarning, stacklevel=3)
+
+
+def warn_if_plain(sites: list[Site], security: Security | None) -> None:
+    """:func:`warn_plain` for each of ``sites`` that opted out of TLS although its
+    processes listen beyond loopback, when the cluster runs without ``security``."""
+    if security is not None:
+        return
+    for site in sites:
+        if site.tls_opted_out and site.listens_beyond_loopback:
+            warn_plain(site)
+
+
+def _listen_addresses(site: Site) -> str:
+    if site.backend == "ssh" and site.ssh is not None:
+        return ", ".join(site.ssh.hosts)
+    if site.backend == "scheduler" and site.scheduler is not None:
+        return site.scheduler.address
+    if site.backend == "local" and site.local is not None and site.local.host:
+        return site.local.host
+    return f"the network of its {site.backend} backend"
 
 
 def temporary(directory: str | Path | None = None) -> Security:

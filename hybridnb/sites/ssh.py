@@ -91,7 +91,10 @@ class SSHBackend(Backend):
 
     def scheduler_spec(self, security: Security | None) -> dict[str, Any]:
         host = self.options.hosts[0]
-        kwargs: dict[str, Any] = {"host": host, "dashboard_address": ":0"}
+        # The dashboard on the scheduler's own address, never all interfaces (":0").
+        # distributed splits "host:port" on ":", so an IPv6 host goes as [[host, port]].
+        dashboard: Any = [[host, 0]] if ":" in host else f"{host}:0"
+        kwargs: dict[str, Any] = {"host": host, "dashboard_address": dashboard}
         if security is not None:
             kwargs["protocol"] = "tls://"
         return {"cls": TimedScheduler, "options": {

@@ -28,10 +28,10 @@ CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n"
 
 
-def kube_site(tier: str = "public", **kubernetes):
+def kube_site(tier: str = "public", tls: bool | None = None, **kubernetes):
     options = {"namespace": "ml", "image": "ghcr.io/dask/dask:2024.8.0", **kubernetes}
     config = load_config(overrides={"sites": {"gke": {
-        "tier": tier, "backend": "kubernetes", "kubernetes": options,
+        "tier": tier, "backend": "kubernetes", "kubernetes": options, "tls": tls,
         "capacity": {"cpu": 64, "memory": "256GiB"},
         "classifications": ["public", "internal"]}}})
     return config.site("gke")
@@ -46,8 +46,8 @@ def gke(hybridnb_home):
 
 @pytest.fixture
 def private(hybridnb_home):
-    """A private Kubernetes site with the defaults: no TLS, no sizes."""
-    return kube_site(tier="private")
+    """A private Kubernetes site that opts out of TLS (on by default), no sizes."""
+    return kube_site(tier="private", tls=False)
 
 
 def containers(manifest):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hybridnb.config import load_config
+from hybridnb.sites import security
 from hybridnb.state import StateStore
 
 
@@ -36,3 +37,19 @@ def store(hybridnb_home):
 @pytest.fixture
 def hybrid_config(hybridnb_home):
     return two_site_config()
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    """Forget which sites were already warned about in this process (once per site)."""
+    monkeypatch.setattr(security, "_warned", set())
+
+
+def listening(pid: int, port: int | None = None) -> set[tuple[str, int]]:
+    """``(address, port)`` of the TCP sockets process ``pid`` listens on (this network
+    namespace), optionally only on ``port``."""
+    import psutil
+
+    return {(c.laddr.ip, c.laddr.port)
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and (port is None or c.laddr.port == port)}

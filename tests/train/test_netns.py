@@ -16,6 +16,8 @@ pytestmark = pytest.mark.netns
 PORT = 8786
 
 
+# The namespaces are a throw-away network of this test; TLS is tested in tests/sites.
+@pytest.mark.filterwarnings("ignore::hybridnb.sites.security.InsecureSiteWarning")
 def test_ddp_across_two_namespace_hosts(netns_hosts, store, tmp_path):
     hub, left, right = netns_hosts(3)
     address = f"tcp://{hub.address}:{PORT}"
