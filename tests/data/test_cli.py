@@ -37,7 +37,7 @@ def test_prepare_runs_then_is_up_to_date(tmp_path, hybridnb_home):
     f = tmp_path / "p.yaml"
     f.write_text(f"name: d\ndataset: digits\nout: {tmp_path / 'out'}\n"
                  "cluster: {processes: false}\n"
-                 "steps:\n  - standard_scale: {}\n  - split: {seed: 0}\n")
+                 "steps:\n  - split: {seed: 0}\n  - standard_scale: {}\n")
     code, out = invoke(["data", "prepare", str(f)])
     assert code == 0, out
     assert "standard_scale" in out and "train=" in out
