@@ -153,8 +153,10 @@ class Bundle:
 
         if self._stats is not None:
             x = self._stats.rows(x)
-        tensor = torch.as_tensor(np.asarray(x, dtype=self.input.dtype))
-        return self(tensor).numpy()
+        array = np.asarray(x, dtype=self.input.dtype)
+        if not array.flags.writeable:  # e.g. pandas' copy-on-write arrays: torch warns
+            array = array.copy()
+        return self(torch.from_numpy(array)).numpy()
 
     def exported_program(self) -> Any:
         """The ``torch.export.ExportedProgram`` from ``model.pt2``.
