@@ -5,11 +5,12 @@
    hand-written in plain Dask on the same cluster (target ≥ 0.95× its throughput) and
    in pandas (reported). "The same work" is what the pipeline's output holds: the
    statistics pass over the training rows (min, max, mean, std, count per column, as
-   the manifest records for serving), scaling, the same deterministic split, one Parquet file per partition and
-   split written with the same Arrow options, each file's SHA-256, and a manifest with
-   counts per split and the statistics, written into a temporary directory renamed
-   into place. The pipeline does a little more (row counts per step for its summary,
-   non-null counts, a schema check of every file); that is its overhead to keep small.
+   the manifest records for serving), scaling, the same deterministic split, one
+   Parquet file per partition and split written with the same Arrow options, each
+   file's SHA-256, and a manifest with counts per split and the statistics, written
+   into a temporary directory renamed into place. The pipeline does a little more (row
+   counts per step for its summary, non-null counts, a schema check of every file);
+   that is its overhead to keep small.
 2. ShardLoader over memory-mapped ``.npy`` shards, against slicing an in-memory tensor
    (target ≥ 0.8×) and a default ``torch.utils.data.DataLoader`` over a TensorDataset
    (target ≥ 5×). Figures in samples/s.

@@ -145,7 +145,7 @@ class ClipOutliers(Step):
         return self.sigma is not None and self.lower is None and self.upper is None
 
     def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
-        if not self.learns:
+        if not self.learns or self.sigma is None:  # (the second test: for type checkers)
             bounds = [self.lower, self.upper]
             if ds.kind == "table":
                 return {"bounds": {c: bounds for c in self._columns(ds, self.columns)}}

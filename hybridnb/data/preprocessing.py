@@ -58,6 +58,7 @@ ROW_STEPS = frozenset({"drop_missing", "deduplicate", "split", "augment", "table
                        "check_schema"})
 _MAX_STEPS = 64
 _MAX_DIMS = 8
+_MAX_VALUES = 1 << 22  # a parameter never holds more values than one input row
 _MAX_TEXT = 1024
 
 
@@ -117,10 +118,10 @@ class Preprocessing:
 
         Raises :class:`~hybridnb.errors.UsageError` naming the field at fault.
 
-        >>> Preprocessing.parse({"mean": [0.0, 1.0], "std": 2.0}, shape=[3])
+        >>> Preprocessing.parse({"mean": [0.0, 1.0], "std": 2.0}, shape=[3])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        hybridnb.errors.UsageError: preprocessing.mean: shape [2] does not fit an input row of shape [3]
+        hybridnb.errors.UsageError: preprocessing.mean: shape [2] does not fit an input row...
         """
         if obj is None or (isinstance(obj, Mapping) and not obj):
             return None
@@ -251,6 +252,24 @@ class Preprocessing:
         for op, p in zip(self.ops, params, strict=True):
             out = op.apply(out, p, torch)
         return out.to(x.dtype)
+
+    def invert(self, x: Any) -> np.ndarray:
+        """Raw inputs that :meth:`apply` maps back onto ``x``, rows it already transformed.
+
+        For evaluating a bundle on prepared shards: the scalings are undone (last first);
+        fills and clips are not, since applying them again to their own output changes
+        nothing.
+
+        >>> p = Preprocessing((Op("clip", {"lower": np.array(0.0), "upper": np.array(1.0)}),
+        ...                    Op("scale", {"shift": np.array(1.0), "scale": np.array(2.0)})))
+        >>> p.apply(p.invert(np.array([-0.5, 0.0]))).tolist()
+        [-0.5, 0.0]
+        """
+        out = np.asarray(x, dtype=np.float64)
+        for op in reversed(self.ops):
+            if op.op == "scale":
+                out = out * op.params["scale"] + op.params["shift"]
+        return out
 
     def rows(self, data: Any) -> Any:
         """``data``'s rows as the model's input: a DataFrame's columns in the model's order.
@@ -431,6 +450,8 @@ def _array(value: Any, where: str) -> np.ndarray:
     shape: list[int] = []
     level = [value]
     while level and isinstance(level[0], list):
+        if len(level) > _MAX_VALUES:
+            raise UsageError(f"{where}: more than {_MAX_VALUES} values")
         if not all(isinstance(v, list) and len(v) == len(level[0]) for v in level):
             raise UsageError(f"{where}: expected a number or a rectangular list of numbers")
         shape.append(len(level[0]))

@@ -14,6 +14,7 @@ import pytest
 
 from hybridnb.data import Pipeline, read_parquet
 from hybridnb.serve.app import create_app
+from hybridnb.serve.compression import compress
 from hybridnb.serve.model_bundle import load_bundle
 from hybridnb.serve.server import ServerThread
 from hybridnb.train import fit
@@ -93,3 +94,10 @@ def test_the_endpoint_answers_raw_rows_as_well_as_training_scored_them(wine, tmp
     assert (v2 == direct).all() and (v1 == direct).all()
     served = float(np.mean(v2 == labels))
     assert abs(served - trained) <= 0.03, (served, trained)
+
+    # hybridnb compress --eval PREPARED scores the bundle on the same test rows: the
+    # shards hold transformed rows, which it turns back into raw ones for the bundle.
+    report = compress(b, tmp_path / "small", quantize=None, prune=0.2,
+                      eval_data=str(prepared.path), batch_sizes=(2,), repeats=2)
+    assert report.eval_rows == len(test)
+    assert report.accuracy["before"] == pytest.approx(served, abs=1e-9)
