@@ -226,8 +226,8 @@ class Pipeline:
                 manifest = {}
             if manifest.get("key") == final:
                 logger.info("%s is up to date (key %s): nothing to do", out, final[:12])
-                steps = [StepReport(s["name"], "up to date", statistics=s["statistics"])
-                         for s in manifest["steps"]]
+                steps = [StepReport(s["name"], "up to date", statistics=s["statistics"],
+                                    fit_on=s.get("fit_on")) for s in manifest["steps"]]
                 summary = RunSummary(self.name, steps, status="up to date: nothing to do",
                                      out=str(out), counts=dict(manifest["counts"]),
                                      seconds=time.perf_counter() - start)

@@ -116,7 +116,8 @@ class Split(Step):
     Within each partition, each class's samples are shuffled with a generator seeded by
     ``(seed, partition index)`` and cut in the given proportions, so every class keeps
     them (exactly, up to one sample per partition and class) and the result does not
-    depend on the workers.
+    depend on the workers. Steps after it fit their statistics on the ``train`` split
+    only; a step that would fit them before it is refused (the pipeline says so).
 
     >>> Split(train=0.5, validation=0.5, test=0.0).fractions()
     (0.5, 0.5, 0.0)

@@ -58,6 +58,8 @@ def test_caching_rerun_and_changed_step(tmp_path, hybridnb_home, cache):
     again = Pipeline(steps).run(ds, out=out, cache_dir=cache, progress=False)
     assert again.summary.status == "up to date: nothing to do"
     assert {s.status for s in again.summary.steps} == {"up to date"}
+    assert again.summary.steps[2].fit_on == first.summary.steps[2].fit_on
+    assert first.summary.steps[2].fit_on == {"split": "train", "rows": first.counts["train"]}
     assert (out / "manifest.json").stat().st_mtime_ns == stamp  # nothing was written
     # change the last step: the two before reuse their statistics, the last is refit
     steps[3] = {"clip_outliers": {"sigma": 2}}
