@@ -245,8 +245,11 @@ class Preprocessing:
             return x
         params = self._torch.get(x.device)
         if params is None:  # tensors made once per device, not on every batch
-            params = [{k: torch.from_numpy(v).to(x.device) for k, v in op.params.items()}
-                      for op in self.ops]
+            # Normal tensors even when first called under inference_mode (the endpoint):
+            # inference tensors would break a later call that autograd tracks.
+            with torch.inference_mode(False):
+                params = [{k: torch.from_numpy(v).to(x.device) for k, v in op.params.items()}
+                          for op in self.ops]
             self._torch[x.device] = params
         out = x.to(torch.float64)
         for op, p in zip(self.ops, params, strict=True):

@@ -143,3 +143,15 @@ def test_fitting_before_the_split_is_refused_with_the_fix(tmp_path, hybridnb_hom
     with pytest.raises(UsageError, match=r"p\.yaml'.*'standard_scale' \(step 1\).*"
                                          r"move the split first"):
         load_pipeline(f)
+
+
+def test_an_empty_train_split_is_named(tmp_path, hybridnb_home, cache):
+    frame = pd.DataFrame({"a": np.arange(40.0), "label": np.arange(40) % 2})
+    (tmp_path / "s").mkdir()
+    frame.to_parquet(tmp_path / "s" / "p.parquet")
+    ds = read_parquet(tmp_path / "s" / "p.parquet", target="label")
+    with pytest.raises(UsageError, match=r"step 'standard_scale' of dataset .* has no rows "
+                                         r"to fit its statistics on: the train split is empty"):
+        Pipeline([{"split": {"train": 0.0, "validation": 0.5, "test": 0.5}},
+                  {"standard_scale": {}}]).run(ds, out=tmp_path / "o", cache_dir=cache,
+                                               progress=False)

@@ -70,6 +70,10 @@ def test_raw_rows_are_filled_clipped_and_scaled_in_the_call_path(table_bundle):
     np.testing.assert_allclose(b.predict(frame), got, rtol=1e-6)
     with pytest.raises(UsageError, match=r"lack column\(s\) 'f3'"):
         b.predict(frame.drop(columns=["f3"]))
+    # Its tensors, first made under the endpoint's inference_mode, still serve autograd.
+    x = torch.randn(2, 8, requires_grad=True)
+    b.preprocessing.apply(x).sum().backward()
+    assert x.grad is not None
     meta = json.loads((b.path / "hybridnb-model.json").read_text())
     assert meta["preprocessing"] == table_preprocessing()  # written as given, nulls kept
     assert b.preprocessing.describe() == "fill → clip → scale (fit on train, 90 rows)"
