@@ -7,9 +7,9 @@ and torch load only when a dataset, pipeline or loader is built.
 >>> ds = data.load("digits")
 >>> ds.classification
 'public'
->>> p = data.Pipeline([{"standard_scale": {}}, {"split": {"seed": 0}}], name="digits")
+>>> p = data.Pipeline([{"split": {"seed": 0}}, {"standard_scale": {}}], name="digits")
 >>> p
-Pipeline('digits': standard_scale → split)
+Pipeline('digits': split → standard_scale)
 """
 
 # The TYPE_CHECKING imports below are for type checkers only; _LAZY is the API.

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: Bumped when the on-disk output changes shape, so old outputs are rebuilt.
 #: 2: Parquet shards without dictionary-encoded floats; ``shard_rows`` for tables.
-FORMAT_VERSION = 2
+#: 3: statistics fit on the training split only; cached as ``{statistics, fit_on}``.
+FORMAT_VERSION = 3
 
 
 def chain(previous: str, token: str) -> str:

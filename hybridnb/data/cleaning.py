@@ -72,6 +72,10 @@ class FillMissing(Step):
         if self.strategy == "constant" and self.value is None:
             raise UsageError("step 'fill_missing': strategy 'constant' needs value=")
 
+    @property
+    def learns(self) -> bool:
+        return self.strategy == "mean"
+
     def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
         if self.strategy == "constant":
             return {"fill": ({c: self.value for c in self._columns(ds, self.columns)}
@@ -136,8 +140,12 @@ class ClipOutliers(Step):
     upper: float | None = None
     columns: list[str] | None = None
 
+    @property
+    def learns(self) -> bool:
+        return self.sigma is not None and self.lower is None and self.upper is None
+
     def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
-        if self.lower is not None or self.upper is not None or self.sigma is None:
+        if not self.learns or self.sigma is None:  # (the second test: for type checkers)
             bounds = [self.lower, self.upper]
             if ds.kind == "table":
                 return {"bounds": {c: bounds for c in self._columns(ds, self.columns)}}

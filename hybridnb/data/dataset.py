@@ -114,6 +114,38 @@ class DaskDataset:
             return int(self.x.shape[0])
         return (self.mask >= 0).sum()
 
+    def fit_view(self, split: bool) -> tuple[DaskDataset, Any]:
+        """The rows statistics may be fit on, and their number (lazily).
+
+        ``split``: whether a split step has assigned codes; then only the ``train``
+        split counts, else every sample a step has not dropped. Tables get a filtered
+        frame. Tensors keep their chunks (NaN-aware reductions refuse unknown chunk
+        sizes): the other samples' values become NaN, which those reductions skip.
+
+        >>> import dask.array as da, numpy as np
+        >>> ds = DaskDataset("t", "tensor", x=da.arange(4.0, chunks=2), y=da.zeros(4, chunks=2),
+        ...                  mask=da.from_array(np.array([0, 2, 0, -1], dtype=np.int8), chunks=2))
+        >>> view, rows = ds.fit_view(split=True)
+        >>> int(rows.compute()), float(da.nanmean(view.x).compute())
+        (2, 1.0)
+        """
+        import numpy as np
+
+        if self.kind == "table":
+            if split and SPLIT_COLUMN in self.frame.columns:
+                view = self.evolve(frame=self.frame[self.frame[SPLIT_COLUMN]
+                                                    == SPLIT_CODES["train"]])
+                return view, view.count()
+            return self, self.count()
+        if self.mask is None:
+            return self, int(self.x.shape[0])
+        keep = self.mask == SPLIT_CODES["train"] if split else self.mask >= 0
+        wide = keep.reshape((keep.shape[0],) + (1,) * (self.x.ndim - 1))
+        x = self.x if self.x.dtype.kind == "f" else self.x.astype(np.float64)
+        import dask.array as da
+
+        return self.evolve(x=da.where(wide, x, x.dtype.type(np.nan))), keep.sum()
+
     def describe(self) -> dict[str, Any]:
         """Schema: columns and dtypes of a table, or shape and dtype of tensors."""
         if self.kind == "table":

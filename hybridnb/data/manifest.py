@@ -1,7 +1,8 @@
 """The manifest of a prepared dataset: what it is, where it came from, how it was made.
 
 ``manifest.json`` holds the schema, the source and its residency, every step with its
-parameters, cache key and fitted statistics, counts per split, and each shard's files,
+parameters, cache key, fitted statistics and the rows they were fit on (``fit_on``:
+the split and its row count), counts per split, and each shard's files,
 row count and SHA-256 checksums (:func:`hybridnb.data.shards.verify` checks them).
 
 >>> build_manifest(pipeline, source, ds, keys, final, reports, records,  # doctest: +SKIP
@@ -33,7 +34,8 @@ def build_manifest(pipeline: Pipeline, source: DaskDataset, ds: DaskDataset, key
         "classification": source.classification, "source": source.source,
         "fingerprint": source.fingerprint, "schema": ds.describe(), "target": ds.target,
         "shard_rows": pipeline.shard_rows,
-        "steps": [{"name": s.name, "params": s.params(), "key": k, "statistics": r.statistics}
+        "steps": [{"name": s.name, "params": s.params(), "key": k, "statistics": r.statistics,
+                   "fit_on": r.fit_on}
                   for s, k, r in zip(steps, keys, reports[:len(keys)], strict=True)],
         "counts": counts, "bytes": sum(r["bytes"] for r in records),
         "shards": [{k: v for k, v in r.items() if k != "nonnull"} for r in records],

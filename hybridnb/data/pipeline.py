@@ -10,9 +10,9 @@ work and says so), fitted statistics, and the outputs of checkpointed steps
 (:mod:`hybridnb.data.checkpoints`), from which a rerun resumes.
 
 >>> from hybridnb.data import Pipeline, load
->>> p = Pipeline([{"standard_scale": {}}, {"split": {"seed": 0}}], name="digits")
+>>> p = Pipeline([{"split": {"seed": 0}}, {"standard_scale": {}}], name="digits")
 >>> [s.name for s in p.steps]
-['standard_scale', 'split']
+['split', 'standard_scale']
 >>> result = p.run(load("digits"), out=tmp / "digits")  # doctest: +SKIP
 """
 
@@ -34,7 +34,7 @@ from .dataset import DaskDataset, fingerprint
 from .run import PipelineRun
 from .runner import Runner, interactive
 from .shards import MANIFEST, clean_stale, commit, read_manifest, temp_dir
-from .steps import as_step
+from .steps import Step, as_step
 from .summary import RunSummary, StepReport
 
 if TYPE_CHECKING:
@@ -44,6 +44,31 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
+
+def check_fit_order(steps: Sequence[Step]) -> None:
+    """Refuse steps that would learn statistics from rows before the split assigns them.
+
+    Statistics fit after a split come from its ``train`` rows only; fit before it, they
+    would also learn from the validation and test rows (a leak), and the model's
+    held-out figures would flatter it. Steps that fit nothing from the data (a constant
+    fill, fixed clip bounds) may come first.
+    """
+    names = [s.name for s in steps]
+    splits = [i for i, s in enumerate(steps) if s.assigns_splits]
+    if not splits:
+        return
+    early = [i for i, s in enumerate(steps) if s.learns and i < splits[-1]]
+    if not early:
+        return
+    split = next(j for j in splits if j > early[0])
+    which = ", ".join(f"{names[i]!r} (step {i + 1})" for i in early)
+    verb = "fit" if len(early) > 1 else "fits"
+    order = [names[split]] + [n for i, n in enumerate(names) if i != split]
+    raise UsageError(f"{which} {verb} statistics before {names[split]!r} (step {split + 1}), "
+                     "so they would learn from the validation and test rows too; move the "
+                     "split first, and statistics come from the training rows only: "
+                     f"{' → '.join(order)}")
 
 
 @dataclass
@@ -99,6 +124,10 @@ class Pipeline:
     Traceback (most recent call last):
     ...
     hybridnb.errors.UsageError: checkpoint: no step 'splt' (did you mean 'split'?)...
+    >>> Pipeline([{"standard_scale": {}}, {"split": {}}])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    hybridnb.errors.UsageError: 'standard_scale' (step 1) fits statistics before 'split' (step 2)...
     """
 
     steps: list[Any] = field(default_factory=list)
@@ -113,6 +142,7 @@ class Pipeline:
             raise UsageError(f"shard_rows must be an integer >= 1, got {self.shard_rows!r}")
         self.checkpoint = list(self.checkpoint)
         self.marked()
+        check_fit_order(self.steps)
 
     def marked(self, extra: Sequence[str | int] = ()) -> set[int]:
         """Positions of the steps whose output is checkpointed in a run."""
@@ -196,8 +226,8 @@ class Pipeline:
                 manifest = {}
             if manifest.get("key") == final:
                 logger.info("%s is up to date (key %s): nothing to do", out, final[:12])
-                steps = [StepReport(s["name"], "up to date", statistics=s["statistics"])
-                         for s in manifest["steps"]]
+                steps = [StepReport(s["name"], "up to date", statistics=s["statistics"],
+                                    fit_on=s.get("fit_on")) for s in manifest["steps"]]
                 summary = RunSummary(self.name, steps, status="up to date: nothing to do",
                                      out=str(out), counts=dict(manifest["counts"]),
                                      seconds=time.perf_counter() - start)

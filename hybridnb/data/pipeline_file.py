@@ -2,7 +2,7 @@
 
 >>> spec = load_pipeline("notebooks/pipelines/digits.yaml")  # doctest: +SKIP
 >>> spec.pipeline  # doctest: +SKIP
-Pipeline('digits': standard_scale → split → augment)
+Pipeline('digits': split → standard_scale → augment)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def load_pipeline(path: str | Path) -> PipelineFile:
     """Read a pipeline file (YAML): ``name``, ``dataset``, ``out``, ``steps``, ….
 
     >>> load_pipeline("notebooks/pipelines/digits.yaml").pipeline  # doctest: +SKIP
-    Pipeline('digits': standard_scale → split → augment)
+    Pipeline('digits': split → standard_scale → augment)
     """
     import yaml
 

@@ -77,28 +77,62 @@ class PipelineRun:
             step, began = steps[i], time.perf_counter()
             step.check(ds)
             stats: dict[str, Any] = {}
+            fit_on: dict[str, Any] | None = None
             status = "ran"
             if step.fits:
                 hit = self.cache.get(self.keys[i])
-                if hit is None:
-                    with warnings.catch_warnings():
-                        # An all-NaN column divides 0 by 0 in the reductions; the step
-                        # then reports it by name (require_values), a clearer message.
-                        warnings.filterwarnings("ignore", _EMPTY_REDUCTION, RuntimeWarning)
-                        stats = step.fit(ds, self.runner.compute)
-                    self.cache.put(self.keys[i], stats)
+                if hit is None or not isinstance(hit.get("statistics"), dict):
+                    stats, fit_on = self._fit(i, ds)
+                    self.cache.put(self.keys[i], {"statistics": stats, "fit_on": fit_on})
                     status = "fit"
                 else:
-                    stats, status = hit, "cached"
+                    stats, fit_on, status = hit["statistics"], hit.get("fit_on"), "cached"
             ds = step.apply(ds, stats, self.ctx)
             if step.changes_rows:
                 self.runner.also(("rows", i), ds.count())
             self.reports.append(StepReport(step.name, status, statistics=stats,
-                                           seconds=time.perf_counter() - began))
+                                           seconds=time.perf_counter() - began,
+                                           fit_on=fit_on))
             if i in self.marks:
                 ds = self._checkpoint(ds, i)
             self.reports[i].seconds = time.perf_counter() - began
         return self._shape(ds)
+
+    def _fit(self, i: int, ds: DaskDataset) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Step ``i``'s statistics from the rows they may come from, and which those were.
+
+        After a split, the training rows only (no statistic learns from held-out rows);
+        the number of rows rides along with the fit's own pass.
+        """
+        step = self.pipeline.steps[i]
+        split = any(s.assigns_splits for s in self.pipeline.steps[:i])
+        view, rows = ds.fit_view(split)
+        key = ("fit rows", i)
+        if step.learns:
+            self.runner.also(key, rows)
+        try:
+            with warnings.catch_warnings():
+                # An all-NaN column divides 0 by 0 in the reductions; the step then
+                # reports it by name (require_values), a clearer message.
+                warnings.filterwarnings("ignore", _EMPTY_REDUCTION, RuntimeWarning)
+                stats = step.fit(view, self.runner.compute)
+        except UsageError:
+            if step.learns and self.runner.results.get(key) == 0:
+                raise self._no_rows(step.name, split) from None
+            raise
+        if not step.learns:
+            return stats, None
+        if key not in self.runner.results:  # a fit that computed nothing: count alone
+            self.runner.compute()
+        n = int(self.runner.results[key])
+        if n == 0:
+            raise self._no_rows(step.name, split)
+        return stats, {"split": "train" if split else "all", "rows": n}
+
+    def _no_rows(self, step: str, split: bool) -> UsageError:
+        where = "the train split is empty" if split else "no rows are left"
+        return UsageError(f"step '{step}' of dataset {self.source.name!r} has no rows to "
+                          f"fit its statistics on: {where} before it")
 
     def _checkpoint(self, ds: DaskDataset, i: int) -> DaskDataset:
         """Write step ``i``'s output to the cache in one pass, then read on from it."""

@@ -53,11 +53,20 @@ class Step:
     Subclasses are frozen dataclasses whose fields are the parameters, set ``name``
     (the YAML key) and ``kinds`` (``"table"``, ``"tensor"``), and implement
     :meth:`apply`; steps with statistics set ``fits = True`` and implement :meth:`fit`.
+
+    Statistics come from the training rows only: once a split step has run, the
+    dataset :meth:`fit` sees holds the ``train`` split and nothing else (see
+    :meth:`~hybridnb.data.dataset.DaskDataset.fit_view`), and a pipeline whose step
+    :attr:`learns` from rows before its split is refused, since it would learn from
+    validation and test rows.
     """
 
     name: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ("table", "tensor")
     fits: ClassVar[bool] = False
+    #: Whether this step assigns split codes (``split``): statistics fit after it see
+    #: the training rows only.
+    assigns_splits: ClassVar[bool] = False
     #: Whether the number of samples can change (the summary counts rows after it).
     changes_rows: ClassVar[bool] = False
     #: Whether this step's output is saved to the cache unless ``checkpoint=False``:
@@ -89,8 +98,22 @@ class Step:
             raise UsageError(f"step '{self.name}' works on {' and '.join(self.kinds)} "
                              f"datasets; {ds.name!r} is a {ds.kind} dataset")
 
+    @property
+    def learns(self) -> bool:
+        """Whether :meth:`fit` learns from the rows (not only from the parameters).
+
+        A step that fills with a constant or clips to given bounds fits nothing from the
+        data, so it may come before the split.
+        """
+        return self.fits
+
     def fit(self, ds: DaskDataset, compute: Compute) -> dict[str, Any]:
-        """Statistics this step needs, computed in one distributed pass."""
+        """Statistics this step needs, computed in one distributed pass.
+
+        ``ds`` holds only the rows statistics may come from: for tables, a frame of the
+        training rows; for tensors, ``x`` with every other sample's values NaN (chunks
+        stay known), so reductions must be NaN-aware, as the built-in steps' are.
+        """
         return {}
 
     def apply(self, ds: DaskDataset, stats: Mapping[str, Any], ctx: StepContext) -> DaskDataset:

@@ -22,7 +22,9 @@ class StepReport:
     ``cached`` (statistics reused), ``from checkpoint`` (the step did not run: the run
     resumed from a checkpoint at or after it) or ``up to date`` (the whole output was
     current). ``checkpoint`` is ``written`` or ``read`` for the step whose output was
-    saved to, or resumed from, the cache."""
+    saved to, or resumed from, the cache. ``fit_on`` says which rows a step's
+    statistics were fit on: ``{"split": "train", "rows": 1437}`` after a split, split
+    ``"all"`` without one, ``None`` for steps that learn nothing from the rows."""
 
     name: str
     status: str
@@ -31,6 +33,7 @@ class StepReport:
     seconds: float = 0.0
     statistics: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
+    fit_on: dict[str, Any] | None = None
 
     @property
     def dropped(self) -> int | None:

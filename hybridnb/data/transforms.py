@@ -1,8 +1,8 @@
 """Normalisation, splitting and augmentation steps, and :func:`transform` for serving.
 
-Scaling statistics are fit in one distributed pass and saved in the output's manifest;
-:func:`transform` applies the same statistics to new data at serving time, so training
-and serving never disagree.
+Scaling statistics are fit in one distributed pass, on the training split once a split
+has run, and saved in the output's manifest; :func:`transform` applies the same
+statistics to new data at serving time, so training and serving never disagree.
 
 Randomness never depends on which worker runs a task: splits draw from
 ``(seed, partition index)``, image augmentation from ``(seed, copy, global sample
@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from ..errors import UsageError
 from .dataset import DROPPED, SPLIT_CODES, SPLIT_COLUMN, DaskDataset
 from .moments import table_moments
+from .preprocessing import affine, from_manifest
 from .steps import Compute, Step, StepContext, require_values
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class _Scale(Step):
                                     "count": int(m[c]["count"])} for c in cols}}
         import dask.array as da
 
-        x = ds.x  # nan-aware statistics over every sample; dropped ones hold no NaN issue
+        x = ds.x  # NaN-aware: the samples outside the fit rows hold NaN (fit_view)
         lo, hi, mean, std, count = compute(da.nanmin(x), da.nanmax(x), da.nanmean(x),
                                            da.nanstd(x), (~da.isnan(x)).sum())
         require_values(self.name, {}, {"x": count})
@@ -60,7 +61,7 @@ class _Scale(Step):
             frame = ds.frame.map_partitions(_scale_frame, self.name, stats["columns"],
                                             meta=_scaled_meta(ds.frame._meta, stats["columns"]))
             return ds.evolve(frame=frame)
-        shift, scale = _affine(self.name, stats["x"])
+        shift, scale = affine(self.name, stats["x"])
         x = ((ds.x - shift) / scale).astype(ds.x.dtype if ds.x.dtype.kind == "f" else "float32")
         return ds.evolve(x=x)
 
@@ -72,17 +73,10 @@ def _nz(value: Any) -> float:
     return 1.0 if math.isnan(v) or v == 0.0 else v  # a constant column stays finite
 
 
-def _affine(kind: str, s: Mapping[str, float]) -> tuple[float, float]:
-    if kind == "standard_scale":
-        return s["mean"], s["std"]
-    span = s["max"] - s["min"]
-    return s["min"], span if span else 1.0
-
-
 def _scale_frame(part: Any, kind: str, columns: Mapping[str, Mapping[str, float]]) -> Any:
     out = part.copy(deep=False)
     for col, s in columns.items():
-        shift, scale = _affine(kind, s)
+        shift, scale = affine(kind, s)
         out[col] = ((part[col] - shift) / scale).astype("float64")
     return out
 
@@ -122,13 +116,15 @@ class Split(Step):
     Within each partition, each class's samples are shuffled with a generator seeded by
     ``(seed, partition index)`` and cut in the given proportions, so every class keeps
     them (exactly, up to one sample per partition and class) and the result does not
-    depend on the workers.
+    depend on the workers. Steps after it fit their statistics on the ``train`` split
+    only; a step that would fit them before it is refused (the pipeline says so).
 
     >>> Split(train=0.5, validation=0.5, test=0.0).fractions()
     (0.5, 0.5, 0.0)
     """
 
     name: ClassVar[str] = "split"
+    assigns_splits: ClassVar[bool] = True
     train: float = 0.8
     validation: float = 0.1
     test: float = 0.1
@@ -340,15 +336,13 @@ def _noise_frame(part: Any, cols: list[str], std: float, codes: list[int], seed:
 
 # -- serving ------------------------------------------------------------------------------
 
-#: Steps whose fitted statistics :func:`transform` re-applies to new data.
-SERVING_STEPS = ("fill_missing", "clip_outliers", "min_max_scale", "standard_scale")
-
-
 def transform(manifest: str | Path | Mapping[str, Any], data: Any) -> Any:
     """Apply a prepared dataset's fitted cleaning and scaling to new data (serving).
 
     ``manifest`` is the output directory, its ``manifest.json``, or the loaded dict;
-    ``data`` is a pandas DataFrame (tables) or a NumPy array of samples (tensors).
+    ``data`` is a pandas DataFrame (tables) or a NumPy array of samples (tensors). The
+    operations are those a model bundle trained on the dataset carries
+    (:func:`hybridnb.data.preprocessing.from_manifest`), so both agree.
 
     >>> transform("build/data/digits", images)  # doctest: +SKIP
     """
@@ -359,27 +353,7 @@ def transform(manifest: str | Path | Mapping[str, Any], data: Any) -> Any:
     else:
         path = Path(manifest)
         info = json.loads((path / "manifest.json" if path.is_dir() else path).read_text())
-    tensor = info["schema"]["kind"] == "tensor"
-    for step in info["steps"]:
-        name: str = step["name"]
-        if name not in SERVING_STEPS:
-            continue
-        stats: dict[str, Any] = step["statistics"]
-        if tensor:
-            x = np.asarray(data, dtype=np.float32)
-            if name == "fill_missing":
-                data = np.where(np.isnan(x), np.float32(stats["fill"]), x)
-            elif name == "clip_outliers":
-                lo, hi = stats["bounds"]
-                data = np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi)
-            else:
-                shift, scale = _affine(name, stats["x"])
-                data = ((x - shift) / scale).astype(np.float32)
-        elif name == "fill_missing":
-            data = data.fillna(stats["fill"])
-        elif name == "clip_outliers":
-            data = data.assign(**{c: data[c].clip(lo, hi)
-                                  for c, (lo, hi) in stats["bounds"].items()})
-        else:
-            data = _scale_frame(data, name, stats["columns"])
-    return data
+    pre = from_manifest(info)
+    if pre.columns is not None:
+        return pre.frame(data)
+    return pre.apply(np.asarray(data, dtype=np.float32)).astype(np.float32)

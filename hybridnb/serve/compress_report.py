@@ -177,19 +177,16 @@ def _prepared_test_split(path: Path, b: Bundle) -> tuple[np.ndarray, np.ndarray,
     import numpy as np
 
     from ..data.loader import ShardLoader
+    from ..data.preprocessing import from_manifest
     from ..data.shards import read_manifest
 
     manifest = read_manifest(path)
     parts = [(xb.numpy(), yb.numpy()) for xb, yb in ShardLoader(manifest, "test", batch_size=4096)]
     if not parts:
         raise UsageError(f"eval_data={str(path)!r}: the test split is empty")
-    x = np.concatenate([p[0] for p in parts]).astype(np.float64)
-    for step in manifest.get("steps", []):
-        stats = (step.get("statistics") or {}).get("x") or {}
-        # Shards hold standard-scaled values; bundles take raw inputs (clients send raw,
-        # the bundle applies the same statistics), so undo the pipeline's scaling.
-        if step.get("name") == "standard_scale" and "mean" in stats and "std" in stats:
-            x = x * np.asarray(stats["std"]) + np.asarray(stats["mean"])
+    # Shards hold transformed values; bundles take raw inputs (clients send raw, the
+    # bundle applies the same transform), so undo the pipeline's per-row transform.
+    x = from_manifest(manifest).invert(np.concatenate([p[0] for p in parts]))
     y = np.concatenate([p[1] for p in parts])
     return _fit(x, b, str(path)), y, f"{path} (test split)"
 

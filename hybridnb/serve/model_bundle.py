@@ -14,6 +14,12 @@ A bundle holds
     name, version, input and output schema (``-1`` marks the batch dimension), labels,
     preprocessing statistics, metrics, per-file SHA-256 digests and a content hash.
 
+The preprocessing is data, never code: elementwise operations with their fitted
+parameters (fill missing values, clip, scale; for tables also the column order), as
+:mod:`hybridnb.data.preprocessing` defines, validated on load. The bundle applies them
+to raw inputs before the model, in every call path (``Bundle.predict``, the Open
+Inference Protocol and KServe v1 routes).
+
 >>> import tempfile, torch
 >>> path = tempfile.mkdtemp() + "/mlp"
 >>> b = bundle(torch.nn.Linear(4, 2), torch.zeros(1, 4), path, name="tiny")
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.preprocessing import Preprocessing
 from ..errors import OperationError, UsageError
 from ..fileio import replace_dir, sha256_file
 from .graph import SafeGraph, graph_to_spec
@@ -84,13 +91,14 @@ class Bundle:
     """A loaded bundle: its metadata and a callable model.
 
     Calling it runs the model under ``torch.inference_mode`` after the bundle's
-    preprocessing (``(x - mean) / std`` when the statistics are present).
+    preprocessing (:attr:`preprocessing`: what the training data's pipeline fitted),
+    so it takes raw inputs.
     """
 
     path: Path
     meta: dict[str, Any]
     model: Callable[[torch.Tensor], torch.Tensor]
-    _stats: tuple[Any, Any] | None = field(default=None, repr=False)
+    _stats: Preprocessing | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -116,16 +124,24 @@ class Bundle:
     def content_hash(self) -> str:
         return str(self.meta["content_hash"])
 
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """What is applied to raw inputs before the model (``None``: nothing)."""
+        return self._stats
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
         with torch.inference_mode():
             if self._stats is not None:
-                x = (x - self._stats[0]) / self._stats[1]
+                x = self._stats.apply(x)
             return self.model(x)
 
     def predict(self, x: Any) -> np.ndarray:
-        """Run the model on an array-like batch; return a numpy array.
+        """Run the model on a batch of raw rows (array-like or a DataFrame); return numpy.
+
+        A DataFrame's columns are taken by name, in the order the model was trained on
+        when the bundle records it.
 
         >>> import tempfile, torch
         >>> b = bundle(torch.nn.Linear(3, 2), torch.zeros(1, 3), tempfile.mkdtemp() + "/m")
@@ -135,8 +151,12 @@ class Bundle:
         import numpy as np
         import torch
 
-        tensor = torch.as_tensor(np.asarray(x, dtype=self.input.dtype))
-        return self(tensor).numpy()
+        if self._stats is not None:
+            x = self._stats.rows(x)
+        array = np.asarray(x, dtype=self.input.dtype)
+        if not array.flags.writeable:  # e.g. pandas' copy-on-write arrays: torch warns
+            array = array.copy()
+        return self(torch.from_numpy(array)).numpy()
 
     def exported_program(self) -> Any:
         """The ``torch.export.ExportedProgram`` from ``model.pt2``.
@@ -160,6 +180,7 @@ class Bundle:
                 ("input", f"{self.input.name}: {self.input.datatype} {self.input.shape}"),
                 ("output", f"{self.output.name}: {self.output.datatype} {self.output.shape}"),
                 ("labels", ", ".join(self.labels or []) or "—"),
+                ("preprocessing", self._stats.describe() if self._stats else "none"),
                 ("metrics", json.dumps(self.meta.get("metrics") or {})),
                 ("content hash", self.content_hash[:19] + "…")]
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th>"
@@ -192,8 +213,10 @@ def bundle(model: Any, example_input: Any, path: str | os.PathLike[str], *,
     name, version, labels, metrics:
         Metadata for clients (``name`` defaults to the directory name).
     preprocessing:
-        Statistics clients' raw inputs need; ``mean`` and ``std`` (broadcast over the
-        non-batch dims) are applied by the endpoint before the model.
+        What raw inputs need before the model, applied by the bundle in every call
+        path: the JSON form of :mod:`hybridnb.data.preprocessing` (what training from a
+        prepared dataset passes), or ``{"mean": m, "std": s}`` (broadcast over the
+        non-batch dims) for ``(x - mean) / std``. Validated here and on load.
     overwrite:
         Replace an existing bundle at ``path``.
 
@@ -228,7 +251,7 @@ def bundle(model: Any, example_input: Any, path: str | os.PathLike[str], *,
         sample = example if example.shape[0] > 1 else torch.cat([example, example])
         ep = torch.export.export(model, (sample,), dynamic_shapes=({0: batch},))
         with torch.inference_mode():
-            expected = model(example if stats is None else (example - stats[0]) / stats[1])
+            expected = model(example if stats is None else stats.apply(example))
     except Exception as exc:
         raise UsageError(f"torch.export could not export the model: {exc}") from exc
     finally:
@@ -245,7 +268,7 @@ def bundle(model: Any, example_input: Any, path: str | os.PathLike[str], *,
                     "shape": [-1, *example.shape[1:]]}],
         "outputs": [{"name": output_name, "datatype": DATATYPES.get(out_dtype, "FP32"),
                      "shape": [-1, *expected.shape[1:]]}],
-        "labels": labels, "preprocessing": dict(preprocessing or {}) or None,
+        "labels": labels, "preprocessing": None if stats is None else stats.to_json(),
         "metrics": dict(metrics or {}),
     }
     if labels is not None and expected.dim() == 2 and len(labels) != expected.shape[1]:
@@ -277,21 +300,13 @@ def bundle(model: Any, example_input: Any, path: str | os.PathLike[str], *,
 
 
 def _stats_from(preprocessing: Mapping[str, Any] | None, example: Any
-                ) -> tuple[Any, Any] | None:
-    import torch
-
-    if not preprocessing or "mean" not in preprocessing or "std" not in preprocessing:
-        return None
-    try:
-        mean = torch.as_tensor(preprocessing["mean"], dtype=example.dtype)
-        std = torch.as_tensor(preprocessing["std"], dtype=example.dtype)
-        torch.broadcast_shapes(mean.shape, std.shape, example.shape[1:])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"preprocessing mean/std do not fit the input "
-                         f"{list(example.shape[1:])}: {exc}") from None
-    if bool((std == 0).any()):
-        raise UsageError("preprocessing std contains zeros")
-    return mean, std
+                ) -> Preprocessing | None:
+    """The validated preprocessing for inputs like ``example`` (a batch), or ``None``."""
+    stats = Preprocessing.parse(preprocessing, shape=list(example.shape[1:]))
+    if stats is not None and stats.ops and not example.dtype.is_floating_point:
+        raise UsageError(f"preprocessing needs a floating-point input; the input is "
+                         f"{str(example.dtype).removeprefix('torch.')}")
+    return stats
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -345,8 +360,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         graph = SafeGraph(graph_spec, tensors)
     except UsageError as exc:
         raise BundleError(f"{root / GRAPH_FILE}: {exc}") from None
-    stats = _stats_from(meta.get("preprocessing"),
-                        torch.zeros([2, *specs[0].shape[1:]], dtype=getattr(torch, specs[0].dtype)))
+    try:
+        stats = _stats_from(meta.get("preprocessing"), torch.zeros(
+            [2, *specs[0].shape[1:]], dtype=getattr(torch, specs[0].dtype)))
+    except UsageError as exc:
+        raise BundleError(f"{meta_path}: {exc}") from None
     loaded = Bundle(path=root, meta=meta, model=graph, _stats=stats)
     _smoke_test(loaded)
     return loaded

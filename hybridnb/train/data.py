@@ -31,7 +31,11 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class Arrays:
-    """Inputs and labels of each split, with the statistics used to normalize them."""
+    """Inputs and labels of each split, and the preprocessing raw inputs need (JSON).
+
+    ``preprocessing`` is what the bundle applies to raw inputs: the form of
+    :mod:`hybridnb.data.preprocessing`, or ``{"mean", "std"}`` for the built-in digits.
+    """
 
     x: dict[str, torch.Tensor]
     y: dict[str, torch.Tensor]
@@ -130,13 +134,18 @@ def _from_shards(path: str) -> Arrays:
     manifest = _manifest(path)
     try:
         from ..data import ShardLoader
+        from ..data.preprocessing import from_manifest
     except ImportError as exc:  # the data package is optional for a spec with a dataset
         raise UsageError(f"reading {path} needs hybridnb.data: {exc}") from None
+    # What the pipeline fitted and applied to each row: the bundle applies it to raw rows.
+    pre = from_manifest(manifest)
+    features = None if pre.columns is None else list(pre.columns)
     xs, ys = {}, {}
     for split in SPLITS:
         if not manifest["counts"].get(split):
             continue
-        loader = ShardLoader(path, split=split, batch_size=1 << 20)
+        # A table's columns in the order the bundle records (the model's input order).
+        loader = ShardLoader(path, split=split, batch_size=1 << 20, features=features)
         pairs = list(loader)
         x = torch.cat([p[0] for p in pairs]).float()
         xs[split] = x[:, None] if x.ndim == 3 else x  # H×W images get their channel axis
@@ -147,16 +156,7 @@ def _from_shards(path: str) -> Arrays:
         xs["test"], ys["test"] = xs.get("validation", xs["train"]), ys.get(
             "validation", ys["train"])
     n_classes = int(max(int(y.max()) for y in ys.values())) + 1
-    return Arrays(xs, ys, _stats(manifest), [str(c) for c in np.arange(n_classes)])
-
-
-def _stats(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Normalization statistics recorded by the pipeline (standard_scale), if any."""
-    for step in manifest.get("steps", []):
-        stats = (step.get("statistics") or {}).get("x") or {}
-        if step.get("name") == "standard_scale" and "mean" in stats and "std" in stats:
-            return {"mean": stats["mean"], "std": stats["std"]}
-    return {}
+    return Arrays(xs, ys, pre.to_json(), [str(c) for c in np.arange(n_classes)])
 
 
 def epoch_order(n: int, seed: int, epoch: int, rank: int, world_size: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from .base import Field, Panel, dropdown, parameters_code, text
 logger = logging.getLogger(__name__)
 
 BUILTIN_DATASETS = ("digits",)
-DEFAULT_STEPS = ("standard_scale", "split")
+DEFAULT_STEPS = ("split", "standard_scale")  # statistics fit on the training split
 
 
 def _out_dir(value: Any) -> str:

@@ -123,7 +123,7 @@ def test_superseded_and_partial_checkpoints(tmp_path, hybridnb_home, cache):
 def test_counts_ride_along_with_the_write(tmp_path, hybridnb_home, cache):
     ds = synthetic_table(1000, 2, seed=0, partitions=5)
     log = Log(tmp_path / "log")
-    r = Pipeline([{"standard_scale": {}}, {"split": {}},
+    r = Pipeline([{"split": {}}, {"standard_scale": {}},
                   FunctionStep(second, {"log": str(log.path)})]).run(
         ds, out=tmp_path / "o", cache_dir=cache, progress=False)
     assert log.new()["second"] == 5  # not once more for its row count

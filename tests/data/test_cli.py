@@ -37,7 +37,7 @@ def test_prepare_runs_then_is_up_to_date(tmp_path, hybridnb_home):
     f = tmp_path / "p.yaml"
     f.write_text(f"name: d\ndataset: digits\nout: {tmp_path / 'out'}\n"
                  "cluster: {processes: false}\n"
-                 "steps:\n  - standard_scale: {}\n  - split: {seed: 0}\n")
+                 "steps:\n  - split: {seed: 0}\n  - standard_scale: {}\n")
     code, out = invoke(["data", "prepare", str(f)])
     assert code == 0, out
     assert "standard_scale" in out and "train=" in out
@@ -56,6 +56,10 @@ def test_prepare_bad_input_exits_2(tmp_path, hybridnb_home):
     f.write_text("dataset: digits\nsteps:\n  - standard_scal: {}\n")
     code, msg = invoke(["data", "prepare", str(f)])
     assert code == 2 and "did you mean 'standard_scale'" in msg
+    f.write_text("dataset: digits\nsteps:\n  - standard_scale: {}\n  - split: {}\n")
+    code, msg = invoke(["data", "prepare", str(f)])
+    assert code == 2 and "'standard_scale' (step 1) fits statistics before 'split'" in msg
+    assert "move the split first" in msg
     f.write_text("dataset: digits\nsteps: []\n")
     code, msg = invoke(["data", "prepare", str(f), "--site", "nowhere"])
     assert code == 2 and "unknown site 'nowhere'" in msg

@@ -69,7 +69,7 @@ def test_drop_last_and_bad_arguments(prepared):
 
 def test_parquet_shards_load_as_tensors(tmp_path, hybridnb_home, cache):
     ds = synthetic_table(300, 3, seed=0, partitions=2)
-    r = Pipeline([{"standard_scale": {}}, {"split": {}}]).run(
+    r = Pipeline([{"split": {}}, {"standard_scale": {}}]).run(
         ds, out=tmp_path / "t", cache_dir=cache, progress=False)
     x, y = collect(r.loader("train", batch_size=64))
     assert x.shape == (r.counts["train"], 3) and x.dtype == torch.float32

@@ -33,7 +33,7 @@ def test_three_times_memory_streams_through(tmp_path, store, cache, monkeypatch)
         src = write_synthetic_parquet(tmp_path / "src", ROWS, COLS, seed=0,
                                       partitions=PARTITIONS, missing=0.001, client=c.client)
         ds = read_parquet(src, target="label", classification="internal")
-        result = Pipeline([{"drop_missing": {}}, {"standard_scale": {}}, {"split": {}}],
+        result = Pipeline([{"drop_missing": {}}, {"split": {}}, {"standard_scale": {}}],
                           name="big").run(ds, cluster=c, out=tmp_path / "out",
                                           cache_dir=cache, progress=False)
         after = {w.address for w in c.workers()}

@@ -13,7 +13,7 @@ from hybridnb.data import Pipeline, load, load_pipeline, read_manifest, syntheti
 from hybridnb.errors import UsageError
 from tests.sites.conftest import two_site_config
 
-DIGITS = [{"standard_scale": {}}, {"split": {"seed": 0}},
+DIGITS = [{"split": {"seed": 0}}, {"standard_scale": {}},
           {"augment": {"shift": 1, "rotate": 10, "flip": True, "noise": 0.05, "seed": 0}}]
 
 
@@ -26,8 +26,12 @@ def test_digits_shards_and_manifest(tmp_path, hybridnb_home, cache):
     assert m["classification"] == "public" and m["site"] == "local"
     assert m["schema"] == {"kind": "tensor", "x": {"shape": [8, 8], "dtype": "float32"},
                            "y": {"dtype": "int64"}}
-    assert [s["name"] for s in m["steps"]] == ["standard_scale", "split", "augment"]
-    assert m["steps"][0]["statistics"]["x"]["count"] == 1797 * 64
+    assert [s["name"] for s in m["steps"]] == ["split", "standard_scale", "augment"]
+    # fit on the training split only, as the manifest says
+    train = m["counts"]["train"]
+    assert m["steps"][1]["statistics"]["x"]["count"] == train * 64
+    assert m["steps"][1]["fit_on"] == {"split": "train", "rows": train}
+    assert m["steps"][0]["fit_on"] is None
     assert verify(tmp_path / "d") == []
     assert max(s["rows"] for s in m["shards"]) <= 500
     x = np.load(tmp_path / "d" / m["shards"][0]["files"]["x"])
@@ -44,22 +48,27 @@ def test_digits_shards_and_manifest(tmp_path, hybridnb_home, cache):
 
 def test_caching_rerun_and_changed_step(tmp_path, hybridnb_home, cache):
     ds = synthetic_table(2000, 3, seed=0, partitions=2, missing=0.01)
-    steps = [{"fill_missing": {}}, {"standard_scale": {}}, {"clip_outliers": {"sigma": 3}},
-             {"split": {}}]
+    steps = [{"split": {}}, {"fill_missing": {}}, {"standard_scale": {}},
+             {"clip_outliers": {"sigma": 3}}]
     out = tmp_path / "t"
     first = Pipeline(steps).run(ds, out=out, cache_dir=cache, progress=False)
-    assert [s.status for s in first.summary.steps] == ["fit", "fit", "fit", "ran",
+    assert [s.status for s in first.summary.steps] == ["ran", "fit", "fit", "fit",
                                                        "ran"]
     stamp = (out / "manifest.json").stat().st_mtime_ns
     again = Pipeline(steps).run(ds, out=out, cache_dir=cache, progress=False)
     assert again.summary.status == "up to date: nothing to do"
     assert {s.status for s in again.summary.steps} == {"up to date"}
+    assert again.summary.steps[2].fit_on == first.summary.steps[2].fit_on
+    assert first.summary.steps[2].fit_on == {"split": "train", "rows": first.counts["train"]}
     assert (out / "manifest.json").stat().st_mtime_ns == stamp  # nothing was written
-    # change the third step: the first two reuse their statistics, the third is refit
-    steps[2] = {"clip_outliers": {"sigma": 2}}
+    # change the last step: the two before reuse their statistics, the last is refit
+    steps[3] = {"clip_outliers": {"sigma": 2}}
     changed = Pipeline(steps).run(ds, out=out, cache_dir=cache, progress=False)
-    assert [s.status for s in changed.summary.steps][:3] == ["cached", "cached", "fit"]
-    assert read_manifest(out)["steps"][2]["params"]["sigma"] == 2
+    assert [s.status for s in changed.summary.steps][:4] == ["ran", "cached", "cached", "fit"]
+    manifest = read_manifest(out)
+    assert manifest["steps"][3]["params"]["sigma"] == 2
+    # cached statistics keep the record of the rows they were fit on
+    assert manifest["steps"][2]["fit_on"] == {"split": "train", "rows": manifest["counts"]["train"]}
     # force recomputes everything that is not cached statistics
     forced = Pipeline(steps).run(ds, out=out, cache_dir=cache, force=True, progress=False)
     assert forced.summary.status == "done"
@@ -143,7 +152,7 @@ def test_pii_runs_only_on_allowed_sites(tmp_path, hybridnb_home, store, cache):
                                  config=config, store=store) as c:
         c.wait_for_workers(2)
         by_site = {w.address: w.site for w in c.workers()}
-        r = Pipeline([{"standard_scale": {}}, _where, {"split": {}}]).run(
+        r = Pipeline([{"split": {}}, {"standard_scale": {}}, _where]).run(
             ds, cluster=c, out=tmp_path / "p", cache_dir=cache, progress=False)
         import pandas as pd
 

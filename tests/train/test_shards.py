@@ -16,7 +16,7 @@ from .conftest import tiny
 @pytest.fixture
 def shards(tmp_path, hybridnb_home):
     root = tmp_path / "prepared"
-    Pipeline([{"standard_scale": {}}, {"split": {"seed": 0}}], name="digits", shard_rows=400).run(
+    Pipeline([{"split": {"seed": 0}}, {"standard_scale": {}}], name="digits", shard_rows=400).run(
         "digits", out=root / "digits", cache_dir=root / "cache", progress=False
     )
     return root / "digits"
@@ -39,9 +39,14 @@ def test_two_ranks_train_from_shards_and_the_bundle_carries_their_statistics(
     assert result.result["input_shape"] == [1, 8, 8]  # H×W shards get a channel axis
     assert result.accuracy > 0.5  # ten classes: far above chance, so the labels line up
 
-    stats = manifest["steps"][0]["statistics"]["x"]
+    scale = manifest["steps"][1]
     meta = json.loads((result.bundle / "hybridnb-model.json").read_text())
-    assert meta["preprocessing"] == {"mean": stats["mean"], "std": stats["std"]}
+    pre = meta["preprocessing"]
+    assert pre["kind"] == "tensor" and pre["columns"] is None and pre["not_applied"] == []
+    assert pre["steps"] == [{"op": "scale", "shift": scale["statistics"]["x"]["mean"],
+                             "scale": scale["statistics"]["x"]["std"],
+                             "step": "standard_scale", "fit_on": scale["fit_on"]}]
+    assert scale["fit_on"] == {"split": "train", "rows": manifest["counts"]["train"]}
     assert meta["labels"] == [str(c) for c in range(10)]
     assert meta["metrics"]["steps"] == 40
 

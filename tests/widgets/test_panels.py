@@ -15,7 +15,7 @@ def test_preprocess_runs_with_progress_and_summary(panels, hybridnb_home):
     run = panel.buttons["run"][0]
     panel.form["steps"].widget.value = ()
     assert run.disabled and "at least one step" in panel.form["steps"].error
-    panel.form["steps"].widget.value = ("standard_scale", "split")
+    panel.form["steps"].widget.value = ("split", "standard_scale")
     panel.form["out"].widget.value = str(hybridnb_home / "prepared")
     panel.click("run", timeout=240)
     assert panel.runner.last_error is None, panel.runner.last_error
