@@ -219,9 +219,10 @@ class Monitor:
         if frame.empty:
             return []
         last = frame.sort_values("time").groupby("series").tail(1)
+        # A series whose last point is a staleness marker (NaN) is a target that is gone.
         return [{"job": r.get("job"), "instance": r.get("instance"), "name": r.get("name"),
                  "up": r["value"] == 1.0, "error": None}
-                for r in last.to_dict("records")]
+                for r in last.to_dict("records") if r["value"] == r["value"]]
 
 
 def _frame(rows: list[tuple[dict[str, str], Any, Any]]) -> pd.DataFrame:
