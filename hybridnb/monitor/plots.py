@@ -385,7 +385,8 @@ def plot_training(monitor: Monitor | None = None, *, window: str = "15m",
         right = ax.twinx()
         _plot(right, acc, scale=100.0, style="--", order=order, suffix=" accuracy")
         right.set_ylabel("accuracy (%)")
-        right.set_ylim(0, 102)
+        right.set_ylim(0, 125)  # its line sits above the loss's, not on it
+        right.set_yticks([0, 20, 40, 60, 80, 100])
         right.tick_params(labelsize="small")
         handles += right.get_legend_handles_labels()[0]
     _legend(ax, handles)
@@ -409,14 +410,15 @@ def plot_cluster(monitor: Monitor | None = None, *, window: str = "15m",
     time_axis(ax)
     ax.set_ylabel("workers")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0, top=max(2.0, ax.get_ylim()[1] * 1.15))
+    ax.set_ylim(bottom=0, top=max(2.0, float(workers["value"].max()) * 1.6))
     handles = ax.get_legend_handles_labels()[0]
     memory = _q(m, "memory", window, end)
     if not memory.empty:
         right = ax.twinx()
         _plot(right, memory, scale=1 / 2**30, style="--", order=order, suffix=" memory")
         right.set_ylabel("memory (GiB)")
-        right.set_ylim(bottom=0)
+        # Memory at about 80 % of the height; workers (left) lower: lines apart.
+        right.set_ylim(0, 1.25 * max(float(memory["value"].max()) / 2**30, 1e-3))
         right.tick_params(labelsize="small")
         handles += right.get_legend_handles_labels()[0]
     _legend(ax, handles)

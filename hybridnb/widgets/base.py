@@ -166,10 +166,10 @@ def headless() -> bool:
 
 # -- fields and validation ----------------------------------------------------------------
 
-def text(description: str, value: str = "", **kwargs: Any) -> w.Text:
-    """A text box with the label width every panel uses."""
+def text(description: str, value: str = "", *, width: str = "22em", **kwargs: Any) -> w.Text:
+    """A text box with the label width every panel uses (wider for paths)."""
     return w.Text(value=value, description=description, style={"description_width": "9em"},
-                  layout=w.Layout(width="22em"), **kwargs)
+                  layout=w.Layout(width=width), **kwargs)
 
 
 def dropdown(description: str, options: Sequence[Any], value: Any = None) -> w.Dropdown:

@@ -111,11 +111,12 @@ class EndpointPanel(Panel):
                             layout=w.Layout(width="40em"))
         return [
             Field("bundle", choice),
-            Field("bundle_path", text("bundle path", "", placeholder="a bundle directory "
-                                      "(with 'other path…')"),
+            Field("bundle_path", text("bundle path", "", width="40em",
+                                      placeholder="with 'other path…': a model bundle's "
+                                                  "directory"),
                   lambda v: bundle_dir(v, optional=True)),
             Field("replicas", text("replicas", "1"), count(1)),
-            Field("canary_bundle", text("canary bundle", ""),
+            Field("canary_bundle", text("canary bundle", "", width="40em"),
                   lambda v: bundle_dir(v, optional=True)),
             Field("canary_percent", text("canary %", "10"), percent),
         ]

@@ -157,11 +157,12 @@ class MonitorPanel(Panel):
             self.targets.value = ("<p class='hybridnb-muted'>no target scraped in the last "
                                   "5 minutes (start the collector)</p>")
             return
-        rows = [[t.get("job") or "", t.get("name") or "", t.get("instance") or "",
+        rows = [[t.get("job") or "", t.get("name") or "",
+                 t.get("replica") or t.get("role") or "", t.get("instance") or "",
                  "up" if t.get("up") else "down"]
                 for t in sorted(targets, key=lambda t: (str(t.get("job")),
                                                         str(t.get("instance"))))]
-        self.targets.value = html_table(["job", "name", "instance", "state"], rows,
+        self.targets.value = html_table(["job", "name", "role", "instance", "state"], rows,
                                         caption="scrape targets")
 
     def _show_alerts(self, monitor: Any) -> None:

@@ -44,12 +44,17 @@ def _where(rec: Any) -> Any:
     return rec.spec.get("run_dir") or "–"
 
 
-def _started_by(rec: Any, mine: Iterable[str]) -> str:
+def _processes(rec: Any, mine: Iterable[str]) -> str:
+    """Whose it is: this panel's, this kernel's, or processes on some host."""
     if rec.id in set(mine):
         return "this panel"
-    pid = rec.pids[0].pid if rec.pids else None
-    here = rec.local and pid == os.getpid()
-    return "this kernel" if here else (f"pid {pid} on {rec.host}" if pid else rec.host)
+    pids = [p.pid for p in rec.pids]
+    if rec.local and os.getpid() in pids:
+        return "this kernel"
+    if not pids:  # in-process (threads), or remote: the host is what is known
+        return f"on {rec.host}"
+    shown = ", ".join(map(str, pids[:3])) + (", …" if len(pids) > 3 else "")
+    return f"pid{'s' if len(pids) > 1 else ''} {shown} on {rec.host}"
 
 
 def running_records(kinds: Iterable[str], store: Any = None) -> list[Any]:
@@ -74,7 +79,7 @@ def running_html(kinds: Iterable[str], *, store: Any = None, mine: Iterable[str]
         return f"<p class='hybridnb-muted hybridnb-running'>{NOTHING}</p>"
     mine = list(mine)
     rows = [[rec.kind.value, rec.name, rec.site, rec.status.value, _where(rec),
-             _since(rec.started_at or rec.created_at), _started_by(rec, mine)]
+             _since(rec.started_at or rec.created_at), _processes(rec, mine)]
             for rec in records]
-    return html_table(["kind", "name", "site", "status", "where", "started", "started by"],
+    return html_table(["kind", "name", "site", "status", "where", "started", "processes"],
                       rows, caption=caption, css="hybridnb-running")

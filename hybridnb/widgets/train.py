@@ -149,8 +149,9 @@ class TrainPanel(Panel):
                           style={"description_width": "9em"}, layout=w.Layout(width="36em"))
         return [
             Field("data", data),
-            Field("data_path", text("data path", "", placeholder="a prepared dataset's "
-                                    "directory (with 'other path…')"), _optional_path),
+            Field("data_path", text("data path", "", width="36em",
+                                    placeholder="with 'other path…': a prepared dataset's "
+                                                "directory"), _optional_path),
             Field("model", dropdown("model", models, model)),
             Field("epochs", text("epochs", str(spec["epochs"])), count(1)),
             Field("batch_size", text("batch size", str(spec["batch_size"])), count(1)),
@@ -158,7 +159,8 @@ class TrainPanel(Panel):
             Field("max_steps", text("max steps (0: all)", str(spec["max_steps"] or 0)),
                   count(0)),
             Field("nprocs", text("processes", "2"), count(1)),
-            Field("run_dir", text("run dir", "", placeholder="new, under $HYBRIDNB_HOME/runs"),
+            Field("run_dir", text("run dir", "", width="36em",
+                                  placeholder="empty: a new one under $HYBRIDNB_HOME/runs"),
                   _optional_path),
         ]
 
@@ -337,7 +339,7 @@ class TrainPanel(Panel):
                 ["precision", info.get("precision", "–")],
                 ["bundle", str(r.bundle) if r.bundle else "none"],
                 ["run dir", str(r.run_dir)]]
-        self.results.value = html_table(["result", ""], rows, caption=f"run {r.name}")
+        self.results.value = html_table(["result", "value"], rows, caption=f"run {r.name}")
         self._show_status(f"done: {r.name}, test accuracy {accuracy} after "
                           f"{info.get('steps', '?')} steps")
         if r.bundle:
