@@ -99,7 +99,7 @@ def summary_html(notebook: Path, *, parameters: dict[str, Any] | None = None,
     for name, info in declared.items():
         default = str(info.get("default", ""))
         if name in parameters:
-            value, note = format_value(name, parameters.pop(name)), f"default {default}"
+            value, note = format_value(name, parameters.pop(name)), f"set (default {default})"
         else:
             value, note = default, "default"
         about = str(info.get("help") or "")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
@@ -80,6 +81,18 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     klass = f' class="{escape(css)}"' if css else ""
     return f"<table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_NUMBER_CELL = re.compile(r"<td>(\s*[-+$]?[\d,]*\.?\d+\s*(?:%|ms|s|h|[KMGT]i?B)?\s*)</td>")
+
+
+def align_numbers(html: str) -> str:
+    """Right-align the numeric cells of a table made elsewhere (a plan, a pipeline run).
+
+    >>> align_numbers("<tr><td>split</td><td>1797</td><td>$0.00</td></tr>")
+    '<tr><td>split</td><td class="num">1797</td><td class="num">$0.00</td></tr>'
+    """
+    return _NUMBER_CELL.sub(r'<td class="num">\1</td>', html)
 
 
 class Markup(str):

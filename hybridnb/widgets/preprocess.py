@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..errors import UsageError
-from .base import Field, Panel, dropdown, parameters_code, text
+from .base import Field, Panel, align_numbers, dropdown, parameters_code, text
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class PreprocessPanel(Panel):
             self.result = pipeline.run(v["dataset"], out=out, force=v["force"],
                                        config=self.config, progress=False)
         bar.value, bar.bar_style = 100.0, "success"
-        self.summary.value = self.result._repr_html_()
+        self.summary.value = align_numbers(self.result._repr_html_())
         counts = self.result.counts
         splits = " · ".join(f"{k} {n:,}" for k, n in counts.items())
         self._show_status(f"{self.result.summary.status}: {sum(counts.values()):,} rows "

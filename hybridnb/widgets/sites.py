@@ -16,6 +16,7 @@ from ..errors import HybridnbError
 from .base import (
     Field,
     Panel,
+    align_numbers,
     count,
     dropdown,
     html_table,
@@ -123,7 +124,7 @@ class SitesPanel(Panel):
             self._show_error("")
         chosen = self.plan.chosen
         self._show_status(f"plan: {chosen.site}" if chosen else "plan: no site can run it")
-        self.plan_html.value = self.plan._repr_html_()
+        self.plan_html.value = align_numbers(self.plan._repr_html_())
 
     def _show_sites(self) -> None:
         from ..config.units import format_bytes

@@ -38,7 +38,7 @@ def test_report_starts_with_parameters_results_and_links(hybridnb_home):
     assert text.index("Parameters") < text.index("the notebook itself")
     assert re.search(r"train succeeded in \d+ s", text)
     assert "lr 0.1 default learning rate" in text
-    assert "epochs 5 default 3" in text  # set by the run, its default beside it
+    assert "epochs 5 set (default 3)" in text  # set by the run, its default beside it
     assert "test accuracy 98.13 %" in text and "p99 ms 12.35" in text
     assert "alerts fired none" in text and "samples train 1437, test 180" in text
     assert '<a href="train.ipynb">' in page and '<a href="loss.png">' in page

@@ -66,6 +66,7 @@ def test_preprocess_runs_with_progress_and_offers_its_output(panels, hybridnb_ho
                      panel.status.value)
     assert "{" not in panel.status.value  # no dict repr
     assert "standard_scale" in panel.summary.value
+    assert '<td class="num">1797</td>' in panel.summary.value  # numbers right-aligned
     [(label, path)] = offers.items("data")
     assert path == str(panel.result.path) and "training rows" in label
 
