@@ -111,6 +111,15 @@ QUICKSTART = [
     out_dir = "build/demo"   # data, run, plots and metrics go here
     """),
     code(IMPORTS),
+    code("""
+    from hybridnb.monitor import Collector
+
+    # The embedded collector follows what this notebook starts — the Dask cluster, the
+    # training run, the endpoint's router and replicas — through the state store.
+    metrics_db = out / "metrics.db"
+    metrics_db.unlink(missing_ok=True)
+    collector = Collector(interval=0.5, store_path=metrics_db).start()
+    """),
     md("""
     ## 1. Where should it run?
 
@@ -181,7 +190,7 @@ QUICKSTART = [
     code(TRAFFIC),
     code("""
     from hybridnb.data import ShardLoader
-    from hybridnb.monitor import Collector, Monitor, Rule, dashboard
+    from hybridnb.monitor import Monitor, Rule, dashboard
 
     bundle = hybridnb.load_bundle(result.bundle)
     raw = hybridnb.Pipeline(pipeline.steps[:1], name="digits-raw").run(
@@ -195,15 +204,9 @@ QUICKSTART = [
                      "hybridnb_endpoint_request_duration_seconds_bucket[1m]))) > "
                      f"{latency_alert_ms / 1000!r}",
                 summary=f"p99 latency above {latency_alert_ms:g} ms")
-    metrics_db = out / "metrics.db"
-    metrics_db.unlink(missing_ok=True)
+    collector.alerts.rules.append(rule)
 
-    with hybridnb.deploy(bundle, site=site, replicas=replicas) as endpoint, \\
-            Collector(interval=0.5, store_path=metrics_db, discover=False,
-                      rules=[rule]) as collector:
-        collector.add_target(endpoint.url, job="hybridnb-endpoint", name=bundle.name)
-        for replica in endpoint.status()["replicas"]:
-            collector.add_target(replica["url"], job="hybridnb-endpoint", name=bundle.name)
+    with hybridnb.deploy(bundle, site=site, replicas=replicas) as endpoint:
         print(endpoint)
         collector.collect_once()  # a round before the traffic and one after: rate() sees
         latency_ms, predicted = send_traffic(endpoint, images, requests, concurrency)
@@ -211,7 +214,7 @@ QUICKSTART = [
         time.sleep(2.0)  # a few more scrapes for the dashboard
         status = endpoint.status()
         alerts = list(collector.alerts.history)
-    print(f"closed: {endpoint.closed}, collector running: {collector.running}")
+    print(f"endpoint closed: {endpoint.closed}")
     """),
     code("""
     n = len(latency_ms)
@@ -247,12 +250,13 @@ QUICKSTART = [
     md("""
     ## 6. Clean up
 
-    The `with` blocks already stopped the cluster, the endpoint and the collector;
-    `hybridnb ps` confirms nothing of this notebook is left running.
+    The `with` blocks already stopped the cluster and the endpoint; the collector stops
+    here, and `hybridnb ps` confirms nothing of this notebook is left running.
     """),
     code("""
     from hybridnb.state import StateStore
 
+    collector.stop()
     ours = {status["record"], result.record_id, c.record.id if c.record else None}
     left = [r for r in StateStore().list(active=True) if r.id in ours]
     hybridnb.record("left_running", len(left))
@@ -651,9 +655,7 @@ MONITORING = [
     with hybridnb.deploy(bundle, replicas=replicas) as endpoint, \\
             Collector(interval=interval, store_path=metrics_db, discover=False,
                       rules=rules) as collector:
-        collector.add_target(endpoint.url, job="hybridnb-endpoint", name=bundle.name)
-        for replica in endpoint.status()["replicas"]:
-            collector.add_target(replica["url"], job="hybridnb-endpoint", name=bundle.name)
+        collector.add_target(endpoint)  # its router and replicas, as they are now
         # A round before and one right after the traffic: rate() sees the whole burst,
         # however short it is next to the scrape interval.
         collector.collect_once()

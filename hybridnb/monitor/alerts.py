@@ -300,10 +300,18 @@ class AlertManager:
 
     def firing(self) -> list[AlertEvent]:
         """Alerts firing now (one event each, with the latest value)."""
+        return self._in_state("firing")
+
+    def pending(self) -> list[AlertEvent]:
+        """Alerts whose condition holds, but not yet for the rule's ``for``."""
+        return self._in_state("pending")
+
+    def _in_state(self, state: str) -> list[AlertEvent]:
         rules = {r.name: r for r in self.rules}
-        return [AlertEvent(s.since, name, "firing", rules[name].severity,
+        return [AlertEvent(s.since, name, state, rules[name].severity,
                            {**dict(key), **rules[name].labels}, s.value)
-                for (name, key), s in self._active.items() if s.state == "firing"]
+                for (name, key), s in self._active.items()
+                if s.state == state and name in rules]
 
     def _notify(self, events: list[AlertEvent]) -> None:
         import httpx

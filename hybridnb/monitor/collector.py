@@ -1,11 +1,20 @@
 """The embedded collector: scrape what the user started, at an interval, into the store.
 
-Targets come from the state store (see :mod:`hybridnb.monitor.targets`: endpoints,
-Dask schedulers and their workers, training runs), plus any added by hand with
-:meth:`Collector.add_target`. Each round scrapes every target concurrently with short
-timeouts, adds ``up``/``scrape_duration_seconds``/``scrape_samples_scraped`` per target
-and the host's metrics, stores everything in one transaction, then evaluates alert
-rules. An unreachable target costs at most its timeout and is recorded as ``up 0``.
+Targets come from the state store (see :mod:`hybridnb.monitor.targets`: endpoints with
+their routers and replicas, Dask schedulers and their workers, training runs), plus any
+added by hand with :meth:`Collector.add_target`. What was started before the collector
+is found at its first round; each round then checks the store's active records (one
+small query) and follows what starts, scales or stops at once, without waiting for the
+periodic rediscovery. A training run is read from its run directory, so its whole
+history is stored at the times it was logged — also a run that ended before the
+collector started, within the store's retention.
+
+Each round scrapes every target concurrently with short timeouts, adds
+``up``/``scrape_duration_seconds``/``scrape_samples_scraped`` per target and the host's
+metrics, stores everything in one transaction, then evaluates alert rules. An
+unreachable target costs at most its timeout and is recorded as ``up 0``; the series it
+reported, and every series of a target that is gone, are marked stale (as Prometheus
+does), so they end there instead of lingering for the five-minute lookback.
 
 What a round costs is kept small because it runs every second in a notebook kernel: a
 target keeps its connection and its parser (:mod:`hybridnb.monitor.scrape`), which
@@ -32,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from .. import lifecycle
 from ..state import Kind, StateStore
 from .exposition import SeriesKey
-from .scrape import HTTPScraper, KeyedSample, RunReader
+from .scrape import HTTPScraper, KeyedSample, RunReader, TimedSample
 from .store import SampleStore
 from .targets import JOBS, WORKER_JOB, Target, discover, metrics_url
 
@@ -47,12 +56,22 @@ logger = logging.getLogger(__name__)
 class _Scraped:
     """A target's scraper and its fixed series (``up`` and the scrape's own figures)."""
 
-    def __init__(self, target: Target, timeout: float):
+    def __init__(self, target: Target, timeout: float, store: SampleStore):
         labels = target.all_labels
-        self.scraper: HTTPScraper | RunReader = (
-            RunReader(target.run_dir, labels) if target.run_dir is not None
-            else HTTPScraper(str(target.url), labels, timeout))
+        if target.run_dir is not None:
+            # Lines an earlier collector already stored (same store) are not stored twice.
+            from .names import FAMILIES
+
+            seen = [store.latest(name, labels) for name, fam in FAMILIES.items()
+                    if fam.source == "train"]
+            since = max((t for t in seen if t is not None), default=None)
+            self.scraper: HTTPScraper | RunReader = RunReader(
+                target.run_dir, labels, live=not target.ended, since=since)
+        else:
+            self.scraper = HTTPScraper(str(target.url), labels, timeout)
         base = tuple(sorted(labels.items()))
+        #: The series of the last successful scrape: marked stale when they stop.
+        self.keys: set[SeriesKey] = set()
         self.up: SeriesKey = ("up", base)
         self.duration: SeriesKey = ("scrape_duration_seconds", base)
         self.count: SeriesKey = ("scrape_samples_scraped", base)
@@ -72,7 +91,8 @@ class Collector:
     timeout:
         Seconds one scrape may take (default: ``min(interval, 2)``); never longer.
     discover:
-        Find targets in the state store (every ``rediscover`` seconds).
+        Find targets in the state store: at the first round, whenever its active records
+        change, and every ``rediscover`` seconds (Dask workers come and go unrecorded).
     rules:
         Alert rules evaluated after each round (see :mod:`hybridnb.monitor.alerts`).
     webhook:
@@ -108,6 +128,8 @@ class Collector:
         self._manual: dict[str, Target] = {}
         self._found: list[Target] = []
         self._found_at = float("-inf")
+        self._fingerprint: Any = None
+        self._ever_up: set[SeriesKey] = set()
         self._scraped: dict[str, _Scraped] = {}
         self._worker_totals: dict[str, float] = {}
         self._health: dict[str, dict[str, Any]] = {}
@@ -123,26 +145,54 @@ class Collector:
 
     def add_target(self, target: str | Any, *, job: str = "hybridnb-custom",
                    name: str | None = None) -> None:
-        """Scrape ``target`` too: a metrics URL, an endpoint URL, or a ClusterHandle."""
+        """Scrape ``target`` too: a metrics URL, an endpoint URL, a ClusterHandle, or an
+        :class:`~hybridnb.serve.Endpoint` (its router and its replicas now, labelled).
+
+        Targets added here are fixed; discovery (``discover=True``) follows scaling.
+        """
+        status = getattr(target, "status", None)
+        if callable(status) and hasattr(target, "bundle"):  # an Endpoint
+            from .targets import endpoint_targets
+
+            info = status()
+            for t in endpoint_targets(name or info["model"], info["url"], info["replicas"]):
+                self._manual[t.key] = t
+            return
         link = getattr(target, "dashboard_link", None)
         url = metrics_url(link) if link else (
             target if str(target).endswith("/metrics") else metrics_url(str(target)))
         if link:
             job = "hybridnb-dask"
+            name = name or getattr(target, "name", None)
         netloc = urllib.parse.urlsplit(url).netloc
         labels = (("name", name),) if name else ()
         self._manual[url] = Target(job, netloc, url=url, labels=labels)
 
     def targets(self) -> list[Target]:
         """The targets of the next round."""
-        if self.discover and time.monotonic() - self._found_at > self.rediscover:
+        if self.discover:
             try:
-                self._found = discover(self.state, timeout=self.timeout)
+                self._discover()
             except Exception as exc:  # the state store is advisory: keep the last list
                 logger.warning("target discovery failed: %s", exc)
-            self._found_at = time.monotonic()
+                self._found_at = time.monotonic()
         seen = {t.key for t in self._manual.values()}
         return [*self._manual.values(), *(t for t in self._found if t.key not in seen)]
+
+    def _discover(self) -> None:
+        state = self.state if self.state is not None else StateStore()
+        self.state = state
+        records = state.list(active=True)
+        # What would change the targets: a record started or ended, a new address, a
+        # changed spec (a deployment's replicas). Not a run's progress messages.
+        fingerprint = [(r.id, r.status, r.address, r.spec) for r in records]
+        if fingerprint == self._fingerprint and \
+                time.monotonic() - self._found_at <= self.rediscover:
+            return
+        self._found = discover(state, timeout=self.timeout, files=True, records=records,
+                               since=time.time() - self.store.retention)
+        self._fingerprint = fingerprint
+        self._found_at = time.monotonic()
 
     def health(self) -> list[dict[str, Any]]:
         """Per target: job, instance, up, last error, last scrape time and duration."""
@@ -150,16 +200,22 @@ class Collector:
 
     # -- one round -------------------------------------------------------------------
 
-    def _scrape(self, target: Target) -> tuple[list[KeyedSample], str | None, float]:
+    def _scrape(self, target: Target) -> tuple[list[KeyedSample], str | None, float,
+                                               list[TimedSample]]:
         start = time.perf_counter()
         try:
             state = self._scraped.get(target.key)
             if state is None:
-                state = self._scraped[target.key] = _Scraped(target, self.timeout)
-            samples = state.scraper.scrape()
-            return samples, None, time.perf_counter() - start
+                state = self._scraped[target.key] = _Scraped(target, self.timeout,
+                                                             self.store)
+            scraper = state.scraper
+            if isinstance(scraper, RunReader):
+                scraper.live = not target.ended  # a followed run that has just ended
+            samples = scraper.scrape()
+            timed = scraper.history() if isinstance(scraper, RunReader) else []
+            return samples, None, time.perf_counter() - start, timed
         except Exception as exc:  # any failure means "down", never a crashed thread
-            return [], f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+            return [], f"{type(exc).__name__}: {exc}", time.perf_counter() - start, []
 
     def collect_once(self, now: float | None = None) -> dict[str, Any]:
         """Scrape every target once, store the samples, evaluate rules.
@@ -169,14 +225,20 @@ class Collector:
         with self._round:
             return self._collect(time.time() if now is None else now)
 
-    def _forget(self, keep: set[str]) -> None:
-        """Close the connections of targets that are gone, and drop their health."""
+    def _forget(self, keep: set[str]) -> list[SeriesKey]:
+        """Close the connections of targets that are gone, drop their health, and
+        return their series, to be marked stale (as Prometheus does)."""
+        stale: list[SeriesKey] = []
         for key in set(self._scraped) - keep:
-            self._scraped.pop(key).scraper.close()
+            state = self._scraped.pop(key)
+            state.scraper.close()
+            stale += [*state.keys, state.up, state.duration, state.count]
+            self._ever_up.discard(state.up)
         for key in set(self._health) - keep:
             del self._health[key]
         for key in set(self._worker_totals) - keep:
             del self._worker_totals[key]
+        return stale
 
     def _refresh_soon(self) -> None:
         """Discover again in the next round, but at most every 2 s: a flapping target
@@ -194,19 +256,36 @@ class Collector:
 
     def _collect(self, now: float) -> dict[str, Any]:
         targets = self.targets()
-        self._forget({t.key for t in targets})
+        stale = self._forget({t.key for t in targets})
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers,
                                             thread_name_prefix="hybridnb-scrape")
         results = list(self._pool.map(self._scrape, targets))
         batch: list[KeyedSample] = []
+        history: list[TimedSample] = []
         down = []
-        for target, (samples, error, seconds) in zip(targets, results, strict=True):
+        live = 0
+        for target, (samples, error, seconds, timed) in zip(targets, results, strict=True):
             state = self._scraped.get(target.key)
             batch += samples
+            history += timed
+            if state is not None:
+                # A failed scrape, or a run that has just ended: what it reported last
+                # is gone now, not for another five minutes of lookback.
+                if error or target.ended:
+                    stale += state.keys
+                state.keys = {key for key, _ in samples}
+            if target.ended:  # a finished run's lines, read once: no up, no health
+                if state is not None and state.up in self._ever_up:
+                    stale += [state.up, state.duration, state.count]
+                    self._ever_up.discard(state.up)
+                self._health.pop(target.key, None)
+                continue
+            live += 1
             if state is not None:
                 batch += [(state.up, 0.0 if error else 1.0), (state.duration, seconds),
                           (state.count, float(len(samples)))]
+                self._ever_up.add(state.up)
             if error:
                 down.append(target.instance)
                 if target.job == WORKER_JOB:  # a worker left: ask the scheduler soon
@@ -224,10 +303,10 @@ class Collector:
 
             hl = (("instance", "localhost"), ("job", "hybridnb-host"))
             batch += [((name, hl), value) for name, value in host_samples()]
-        self.store.append_keyed(batch, ts=now)
+        self.store.append_keyed(batch, ts=now, timed=history, stale=stale)
         self.rounds += 1
         self.alerts.evaluate(now)
-        return {"up": len(targets) - len(down), "down": down, "samples": len(batch)}
+        return {"up": live - len(down), "down": down, "samples": len(batch) + len(history)}
 
     # -- lifecycle -------------------------------------------------------------------
 

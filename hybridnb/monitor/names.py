@@ -37,7 +37,7 @@ class MetricFamily:
     help: str
     unit: str = ""
     labels: tuple[str, ...] = ()
-    source: str = "endpoint"  # who exposes it: endpoint, train, host, dask, scrape
+    source: str = "endpoint"  # who exposes it: endpoint, router, train, host, dask, scrape
 
     def series_names(self) -> list[str]:
         """The names its samples carry (``_bucket``/``_sum``/``_count`` for histograms)."""
@@ -48,6 +48,17 @@ class MetricFamily:
 
 def _f(*args: object, **kw: object) -> MetricFamily:
     return MetricFamily(*args, **kw)  # type: ignore[arg-type]
+
+
+def _router_families() -> list[MetricFamily]:
+    from ..serve.router import RouterMetrics
+
+    out = []
+    for fam in RouterMetrics().registry.collect():
+        name = f"{fam.name}_total" if fam.type == "counter" else fam.name
+        unit = "seconds" if name.endswith("_seconds") else ""
+        out.append(_f(name, fam.type, fam.documentation, unit, source="router"))
+    return out
 
 
 _ALL = [
@@ -61,6 +72,9 @@ _ALL = [
         ("hybridnb_endpoint_in_flight", "gauge", "", ()),
         ("hybridnb_endpoint_rejected_total", "counter", "", ()),
         ("hybridnb_endpoint_cache_lookups_total", "counter", "", ("result",))]),
+    # Routers in front of an endpoint's replicas (hybridnb.serve.router.RouterMetrics,
+    # whose help texts are the only copy).
+    *_router_families(),
     # Training runs, read from the run's metrics lines: the gauges a run exposes itself
     # (hybridnb.train.metrics.GAUGES, whose help texts are the only copy), and two more.
     *(_f(name, "gauge", text, "seconds" if name.endswith("_seconds") else "",

@@ -10,9 +10,12 @@ naming the expression, so a rule that evaluates here also evaluates in Prometheu
 
 Every expression is evaluated over a whole grid of times at once (numpy arrays, NaN
 where a series has no value), so a range query costs one pass, not one per step.
-``rate`` divides the increase between the first and last samples of the window by the
-time between them; Prometheus also extrapolates to the window's edges, so values differ
-by at most a scrape interval's share of the window.
+``rate`` and ``increase`` follow Prometheus' own algorithm (``extrapolatedRate`` in its
+``promql/functions.go``): the increase between the first and last samples of the window,
+counter resets added back, extrapolated towards the window's edges (by at most half a
+sample interval where the samples stop short of an edge, and never below zero), so the
+same expression over the same samples gives Prometheus' answer; ``tests/monitor/
+test_promql.py`` checks that against ``promtool test rules``.
 
 >>> node = parse("sum by (route) (rate(hybridnb_endpoint_requests_total{code=~'5..'}[5m]))")
 >>> node.op, node.by, node.expr.fn, node.expr.args[0].matchers, node.expr.args[0].range
@@ -353,21 +356,15 @@ class _Eval:
         w = sel.range
         out: Vector = {}
         for key, ts, vals in self.series(sel, w):
+            real = ~np.isnan(vals)  # staleness markers are no samples of a range
+            ts, vals = ts[real], vals[real]
+            if not len(ts):
+                continue
             lo = np.searchsorted(ts, self.t - w, side="right")
             hi = np.searchsorted(ts, self.t, side="right") - 1
             res = np.full(self.t.shape, np.nan)
             if node.fn in ("rate", "increase"):
-                # Counter resets: add each drop back, so differences stay increases.
-                drops = np.where(np.diff(vals, prepend=vals[0]) < 0,
-                                 np.concatenate([[0.0], vals[:-1]]), 0.0)
-                fixed = vals + np.cumsum(drops)
-                ok = hi > lo
-                a, b = np.where(ok, lo, 0), np.where(ok, hi, 0)
-                inc = fixed[b] - fixed[a]
-                span = ts[b] - ts[a]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    per_s = np.where(ok, inc / np.where(span > 0, span, np.nan), np.nan)
-                res = per_s if node.fn == "rate" else per_s * w
+                res = _extrapolated(ts, vals, lo, hi, self.t, w, node.fn == "rate")
             else:
                 reducers: dict[str, Callable[..., Any]] = {
                     "avg_over_time": np.mean, "max_over_time": np.max,
@@ -444,8 +441,11 @@ class _Eval:
             other = right.get(self.match_key(k, node))
             if other is not None:
                 key = k if cmp and not node.bool else _drop_name(k)
+                # One-to-one matching keeps the matched labels only, as Prometheus does.
                 if node.on is not None:
                     key = tuple((a, b) for a, b in key if a in node.on)
+                elif node.ignoring:
+                    key = tuple((a, b) for a, b in key if a not in node.ignoring)
                 out[key] = apply(v, other, v)
         return out
 
@@ -487,6 +487,44 @@ def _match(value: str, op: str, pattern: str) -> bool:
     return hit if op == "=~" else not hit
 
 
+def _extrapolated(ts: np.ndarray, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  times: np.ndarray, window: float, per_second: bool) -> np.ndarray:
+    """Prometheus' ``extrapolatedRate`` for a counter, at every time at once.
+
+    ``lo``/``hi`` index the first and last sample of each time's window. Times are
+    rounded to milliseconds first, as Prometheus keeps them, so the arithmetic (in the
+    same order as Prometheus') gives the same floats.
+    """
+    import numpy as np
+
+    ok = hi > lo  # two samples at least
+    a, b = np.where(ok, lo, 0), np.where(ok, hi, 0)
+    # A drop is a counter reset: Prometheus adds the value before it back.
+    drops = np.where(np.diff(vals, prepend=vals[0]) < 0,
+                     np.concatenate([[0.0], vals[:-1]]), 0.0)
+    resets = np.cumsum(drops)
+    inc = (vals[b] - vals[a]) + (resets[b] - resets[a])
+    ms = np.round(ts * 1000.0)
+    start_ms, end_ms = np.round((times - window) * 1000.0), np.round(times * 1000.0)
+    to_start = (ms[a] - start_ms) / 1000.0
+    to_end = (end_ms - ms[b]) / 1000.0
+    sampled = (ms[b] - ms[a]) / 1000.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = sampled / (b - a)
+        # Counters are never negative: extrapolate no further back than where this one
+        # would have been zero.
+        to_zero = sampled * (vals[a] / inc)
+        to_start = np.where((inc > 0) & (vals[a] >= 0) & (to_zero < to_start), to_zero,
+                            to_start)
+        threshold = average * 1.1
+        interval = sampled + np.where(to_start < threshold, to_start, average / 2)
+        interval = interval + np.where(to_end < threshold, to_end, average / 2)
+        result = inc * (interval / sampled)
+        if per_second:
+            result = result / window
+    return np.where(ok, result, np.nan)
+
+
 def _histogram_quantile(q: float, buckets: Vector) -> Vector:
     """Prometheus' algorithm: linear interpolation inside the bucket holding rank q·n."""
     import numpy as np
@@ -510,14 +548,20 @@ def _histogram_quantile(q: float, buckets: Vector) -> Vector:
                 total = col[-1]
                 if np.isnan(total) or total <= 0:
                     continue
+                if q < 0 or q > 1:
+                    res[j] = -np.inf if q < 0 else np.inf
+                    continue
                 rank = q * total
                 b = int(np.argmax(col >= rank))
                 if b == len(bounds) - 1:
                     res[j] = bounds[-2]
                     continue
+                if b == 0 and bounds[0] <= 0:
+                    res[j] = bounds[0]
+                    continue
                 start = 0.0 if b == 0 else bounds[b - 1]
                 prev = 0.0 if b == 0 else col[b - 1]
-                width = col[b] - prev
-                res[j] = start + (bounds[b] - start) * ((rank - prev) / width if width else 1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    res[j] = start + (bounds[b] - start) * ((rank - prev) / (col[b] - prev))
         out[key] = res
     return out

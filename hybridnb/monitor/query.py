@@ -213,15 +213,21 @@ class Monitor:
             data = self.api("/api/v1/targets")
             return [{"job": t["labels"].get("job"), "instance": t["labels"].get("instance"),
                      "name": t["labels"].get("name"), "up": t.get("health") == "up",
-                     "error": t.get("lastError") or None}
+                     "error": t.get("lastError") or None, "role": t["labels"].get("role"),
+                     "replica": t["labels"].get("replica")}
                     for t in data.get("activeTargets", [])]
         frame = self.query("up", window="5m")
         if frame.empty:
             return []
         last = frame.sort_values("time").groupby("series").tail(1)
-        return [{"job": r.get("job"), "instance": r.get("instance"), "name": r.get("name"),
-                 "up": r["value"] == 1.0, "error": None}
-                for r in last.to_dict("records")]
+        # A series whose last point is a staleness marker (NaN) is a target that is gone.
+        def text(value: Any) -> Any:
+            return None if value != value else value  # NaN: the label is absent
+
+        return [{"job": r.get("job"), "instance": r.get("instance"),
+                 "name": text(r.get("name")) or text(r.get("run")), "up": r["value"] == 1.0,
+                 "error": None, "role": text(r.get("role")), "replica": text(r.get("replica"))}
+                for r in last.to_dict("records") if r["value"] == r["value"]]
 
 
 def _frame(rows: list[tuple[dict[str, str], Any, Any]]) -> pd.DataFrame:

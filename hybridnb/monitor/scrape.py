@@ -108,35 +108,67 @@ class HTTPScraper:
             self._conn = None
 
 
+TimedSample = tuple[SeriesKey, float, float]
+
+
 class RunReader:
     """Reads a training run's ``metrics.jsonl`` incrementally into ``hybridnb_train_*``.
 
-    For runs that serve no HTTP exposition: the collector reads their lines directly.
+    Every logged line becomes samples at the time it was logged (:meth:`history`), so a
+    run that started before the collector — or ended before it — is plotted whole. A
+    live run (``live=True``) also repeats its latest values at each scrape, as its HTTP
+    exposition would, so "no new step for 10 minutes" stays visible to alert rules.
+    Lines logged at or before ``since`` (already stored by an earlier collector) are
+    skipped.
     """
 
-    def __init__(self, run_dir: str, labels: Labels):
+    def __init__(self, run_dir: str, labels: Labels, *, live: bool = True,
+                 since: float | None = None):
         from ..train.metrics import GAUGES, MetricsFollower
 
         self.follower = MetricsFollower(run_dir, keep=False)
         self.names = {field: name for name, (field, _) in GAUGES.items()}
         self.latest: dict[str, float] = {}
         self.labels = tuple(sorted(labels.items()))
+        self.live = live
+        self.since = since
+        self._history: list[TimedSample] = []
+
+    def _row_samples(self, row: dict[str, object], now: float) -> list[tuple[str, float]]:
+        out = []
+        if row.get("kind") == "step":
+            for field in ("loss", "samples_per_second", "step_seconds", "lr"):
+                if isinstance(row.get(field), (int, float)):
+                    out.append((self.names[field], float(row[field])))  # type: ignore[arg-type]
+            out.append(("hybridnb_train_step", float(row.get("step", 0))))  # type: ignore[arg-type]
+            out.append(("hybridnb_train_last_step_timestamp_seconds",
+                        float(row.get("time", now))))  # type: ignore[arg-type]
+        accuracy = row.get("val_accuracy", row.get("test_accuracy"))
+        if isinstance(accuracy, (int, float)):
+            out.append((self.names["accuracy"], float(accuracy)))
+        return out
 
     def scrape(self) -> list[KeyedSample]:
-        from ..train.metrics import latest_values
-
         if not self.follower.path.parent.exists():
             raise OSError(f"run directory {self.follower.path.parent} is gone")
-        rows = self.follower.poll()
-        # The same reading of the lines as the run's own exposition, plus where it is.
-        for field, value in latest_values(rows).items():
-            self.latest[self.names[field]] = value
-        steps = [row for row in rows if row.get("kind") == "step"]
-        if steps:
-            self.latest["hybridnb_train_step"] = float(steps[-1].get("step", 0))
-            self.latest["hybridnb_train_last_step_timestamp_seconds"] = float(
-                steps[-1].get("time", time.time()))
+        now = time.time()
+        for row in self.follower.poll():
+            at = row.get("time")
+            at = float(at) if isinstance(at, (int, float)) else now
+            if self.since is not None and at <= self.since:
+                continue
+            for name, value in self._row_samples(row, now):
+                # The same reading of the lines as the run's own exposition.
+                self.latest[name] = value
+                self._history.append(((name, self.labels), at, value))
+        if not self.live:
+            return []
         return [((name, self.labels), value) for name, value in self.latest.items()]
+
+    def history(self) -> list[TimedSample]:
+        """The samples of the lines read by the last scrapes, each at its own time."""
+        out, self._history = self._history, []
+        return out
 
     def close(self) -> None:
         pass

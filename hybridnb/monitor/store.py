@@ -6,7 +6,10 @@ kernel restart; and the state store already proves the pattern (WAL, one short
 ``BEGIN IMMEDIATE`` per write). Each scrape round is one transaction (one
 ``executemany``) on a connection kept open; a series' labels are stored once (``series``
 table) and samples refer to it by id, so a sample row is three numbers. Retention
-deletes old rows at most every 30 s.
+deletes old rows at most every 30 s. When a target goes away or fails, the collector
+marks its series *stale* as Prometheus does (``stale`` table; :meth:`select` returns
+NaN there), so a stopped replica's last value does not linger for the 5 minute
+lookback.
 
 >>> import tempfile, os
 >>> s = SampleStore(os.path.join(tempfile.mkdtemp(), "m.db"), retention="1h")
@@ -52,6 +55,11 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE INDEX IF NOT EXISTS samples_series_ts ON samples(series_id, ts);
 CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
+CREATE TABLE IF NOT EXISTS stale (
+    series_id INTEGER NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stale_series_ts ON stale(series_id, ts);
 """
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -138,11 +146,15 @@ class SampleStore:
                                   for name, labels, value in samples), ts)
 
     def append_keyed(self, samples: Iterable[tuple[SeriesKey, float]],
-                     ts: float | None = None) -> int:
+                     ts: float | None = None, *,
+                     timed: Iterable[tuple[SeriesKey, float, float]] = (),
+                     stale: Iterable[SeriesKey] = ()) -> int:
         """Like :meth:`append`, with each series given as ``(name, sorted label pairs)``.
 
         The collector's parsers produce those keys once per series, so a round costs a
-        dictionary lookup per sample, not a sort.
+        dictionary lookup per sample, not a sort. In the same transaction: ``timed``
+        samples ``(key, time, value)`` at their own times, and ``stale`` series marked
+        stale at ``ts``.
         """
         ts = time.time() if ts is None else ts
         with self._lock:
@@ -150,17 +162,58 @@ class SampleStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 ids = self._ids
-                rows = [(ids.get(key) or self._series_id(conn, key), ts, value)
-                        for key, value in samples]
+
+                def sid(key: SeriesKey) -> int:
+                    return ids.get(key) or self._series_id(conn, key)
+
+                rows = [(sid(key), ts, value) for key, value in samples]
+                rows += [(sid(key), at, value) for key, at, value in timed]
                 conn.executemany("INSERT INTO samples VALUES (?,?,?)", rows)
+                conn.executemany("INSERT INTO stale VALUES (?,?)",
+                                 [(sid(key), ts) for key in stale])
                 if ts - self._last_prune > self.PRUNE_EVERY:
-                    conn.execute("DELETE FROM samples WHERE ts < ?", (ts - self.retention,))
+                    for table in ("samples", "stale"):
+                        conn.execute(f"DELETE FROM {table} WHERE ts < ?",
+                                     (ts - self.retention,))
                     self._last_prune = ts
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         return len(rows)
+
+    def append_at(self, samples: Iterable[tuple[SeriesKey, float, float]]) -> int:
+        """Store ``(series key, time, value)`` samples, each at its own time, in one
+        transaction: history read after the fact (a training run's logged steps).
+
+        >>> import tempfile, os
+        >>> s = SampleStore(os.path.join(tempfile.mkdtemp(), "m.db"))
+        >>> s.append_at([(("loss", (("run", "a"),)), 10.0, 2.0),
+        ...              (("loss", (("run", "a"),)), 20.0, 1.0)])
+        2
+        >>> s.latest("loss", {"run": "a"})
+        20.0
+        """
+        rows = list(samples)
+        if not rows:
+            return 0
+        # ``ts`` only decides pruning: the newest time keeps the recent history.
+        return self.append_keyed((), max(at for _, at, _ in rows), timed=rows)
+
+    def mark_stale(self, keys: Iterable[tuple[str, Labels]], ts: float | None = None) -> None:
+        """Mark series stale at ``ts``: instant queries see nothing there until the
+        series has a new sample (Prometheus' staleness markers)."""
+        self.append_keyed((), ts, stale=[(name, tuple(sorted(labels.items())))
+                                         for name, labels in keys])
+
+    def latest(self, name: str, labels: Labels) -> float | None:
+        """Time of the newest sample of one series (exact labels), or ``None``."""
+        text = json.dumps(dict(sorted(labels.items())), sort_keys=True, separators=(",", ":"))
+        with self._connect() as conn:
+            row = conn.execute("SELECT max(ts) FROM samples JOIN series ON series.id = "
+                               "samples.series_id WHERE name=? AND labels=?",
+                               (name, text)).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def _series_id(self, conn: sqlite3.Connection, key: SeriesKey) -> int:
         name, labels = key
@@ -180,7 +233,8 @@ class SampleStore:
                ) -> list[tuple[str, Labels, np.ndarray, np.ndarray]]:
         """Every series called ``name`` with its samples in ``[start, end]``.
 
-        Returns ``(name, labels, times, values)`` with numpy arrays sorted by time.
+        Returns ``(name, labels, times, values)`` with numpy arrays sorted by time;
+        a value is NaN where the series was marked stale.
         """
         import numpy as np
 
@@ -191,8 +245,10 @@ class SampleStore:
                                   (name,)).fetchall()
             out = []
             for sid, labels in series:
-                rows = conn.execute("SELECT ts, value FROM samples WHERE series_id=? AND "
-                                    "ts BETWEEN ? AND ? ORDER BY ts", (sid, lo, hi)).fetchall()
+                rows = conn.execute(
+                    "SELECT ts, value FROM samples WHERE series_id=? AND ts BETWEEN ? AND ? "
+                    "UNION ALL SELECT ts, NULL FROM stale WHERE series_id=? AND "
+                    "ts BETWEEN ? AND ? ORDER BY ts", (sid, lo, hi, sid, lo, hi)).fetchall()
                 if rows:
                     arr = np.asarray(rows, dtype=float)
                     out.append((name, json.loads(labels), arr[:, 0], arr[:, 1]))

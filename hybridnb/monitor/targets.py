@@ -1,9 +1,13 @@
 """What to scrape: targets found in the state store, and a Dask cluster's workers.
 
-Endpoints are scraped at their address's ``/metrics``; a cluster at its scheduler's
-dashboard ``/metrics`` and at each worker's (the scheduler lists the workers' HTTP ports
-in ``/json/identity.json``); a training run at the HTTP exposition its record names
-(``address``), or else through its run directory's ``metrics.jsonl``.
+Endpoints are scraped at their address's ``/metrics`` — a deployment's router there, and
+each replica its record lists (labels ``role``, ``replica``, ``track``, so a router is
+never counted as a replica and plots name ``router``, ``replica-0``, ``canary``); a
+cluster at its scheduler's dashboard ``/metrics`` and at each worker's (the scheduler
+lists the workers' HTTP ports in ``/json/identity.json``); a training run at the HTTP
+exposition its record names (``address``), or through its run directory's
+``metrics.jsonl`` — which holds its whole history, so the embedded collector prefers it
+(``files=True``) and also reads runs that ended before it started (``since``).
 
 >>> metrics_url("http://127.0.0.1:8787/status")
 'http://127.0.0.1:8787/metrics'
@@ -15,6 +19,7 @@ import json
 import logging
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 from ..state import Kind, Record, StateStore
 
@@ -33,6 +38,7 @@ class Target:
     """Something to scrape: an HTTP ``/metrics`` URL, or a training run directory.
 
     ``instance`` is ``host:port`` (or the run name); ``labels`` are added to its samples.
+    ``ended`` marks a finished run: its lines are read once, and it has no ``up``.
     """
 
     job: str
@@ -40,6 +46,7 @@ class Target:
     url: str | None = None
     run_dir: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    ended: bool = False
 
     @property
     def all_labels(self) -> Labels:
@@ -91,9 +98,37 @@ def dask_workers(dashboard: str, name: str, timeout: float = 1.0) -> list[Target
     return sorted(out, key=lambda t: t.instance)
 
 
-def _record_targets(rec: Record, workers: bool, timeout: float) -> list[Target]:
+def endpoint_targets(name: str, router: str | None,
+                     replicas: list[dict[str, Any]]) -> list[Target]:
+    """The router and replicas of one deployment, labelled by role, slot and track.
+
+    ``replicas`` are ``{"url", "index", "track"}`` mappings (the deployment's record, or
+    ``Endpoint.status()["replicas"]``).
+
+    >>> [t.all_labels["replica"] for t in endpoint_targets(
+    ...     "m", None, [{"url": "http://127.0.0.1:9", "index": 0, "track": "stable"}])]
+    ['replica-0']
+    """
+    job = JOBS[Kind.endpoint]
+    out = []
+    if router:
+        out.append(_http_target(job, metrics_url(router), (("name", name),
+                                                           ("role", "router"))))
+    for rep in replicas:
+        if not rep.get("url"):
+            continue
+        labels = (("name", name), ("replica", f"replica-{rep.get('index', 0)}"),
+                  ("role", "replica"), ("track", str(rep.get("track") or "stable")))
+        out.append(_http_target(job, metrics_url(str(rep["url"])), labels))
+    return out
+
+
+def _record_targets(rec: Record, workers: bool, timeout: float, files: bool) -> list[Target]:
     labels = (("name", rec.name),)
     if rec.kind is Kind.endpoint and rec.address:
+        if rec.spec.get("router"):  # a deployment: a router in front of replicas
+            return endpoint_targets(rec.name, rec.address,
+                                    list(rec.spec.get("replica_endpoints") or []))
         return [_http_target(JOBS[Kind.endpoint], metrics_url(rec.address), labels)]
     if rec.kind is Kind.cluster and rec.spec.get("dashboard"):
         dashboard = str(rec.spec["dashboard"])
@@ -105,25 +140,41 @@ def _record_targets(rec: Record, workers: bool, timeout: float) -> list[Target]:
                 logger.debug("no workers of cluster %r: %s", rec.name, exc)
         return out
     if rec.kind is Kind.run:
-        if rec.address:
+        run_dir = rec.spec.get("run_dir")
+        if run_dir and (files or not rec.address) and (not files or _readable(run_dir)):
+            return [Target(JOBS[Kind.run], rec.name, run_dir=str(run_dir),
+                           labels=(("run", rec.name),), ended=not rec.status.active)]
+        if rec.address and rec.status.active:
             # The run's own HTTP exposition (what a real Prometheus scrapes) carries
             # ``run``; a target label of that name would clash with it there.
             return [_http_target(JOBS[Kind.run], metrics_url(rec.address), labels)]
-        if rec.spec.get("run_dir"):
-            return [Target(JOBS[Kind.run], rec.name, run_dir=str(rec.spec["run_dir"]),
-                           labels=(("run", rec.name),))]
     return []
 
 
+def _readable(run_dir: str) -> bool:
+    from pathlib import Path
+
+    return Path(run_dir).is_dir()
+
+
 def discover(store: StateStore | None = None, *, workers: bool = True,
-             timeout: float = 1.0) -> list[Target]:
+             timeout: float = 1.0, files: bool = False, since: float | None = None,
+             records: list[Record] | None = None) -> list[Target]:
     """Targets for everything active in the state store.
 
     ``workers=True`` also asks each cluster's scheduler for its workers (one short
-    HTTP request per cluster, ``timeout`` seconds at most).
+    HTTP request per cluster, ``timeout`` seconds at most). ``files=True`` reads a
+    training run through its run directory where this host sees it (its whole history,
+    not only its latest values), and ``since`` (Unix time) adds the runs that ended
+    after it, read once: a collector started after a run still shows the run.
+    ``records`` are the active records, when the caller has just listed them.
     """
     store = store or StateStore()
+    found = records if records is not None else store.list(active=True)
+    if since is not None:
+        found = [*found, *(r for r in store.list(Kind.run, active=False)
+                           if (r.ended_at or 0) >= since)]
     out: list[Target] = []
-    for rec in store.list(active=True):
-        out += _record_targets(rec, workers, timeout)
+    for rec in found:
+        out += _record_targets(rec, workers, timeout, files)
     return out

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import UsageError, did_you_mean
 from .records import ENV as RECORD_ENV
 from .records import read_records
+from .report import write_report
 from .secrets import refuse_secret_parameters
 
 logger = logging.getLogger(__name__)
@@ -231,7 +232,9 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
         seconds = time.perf_counter() - start
         records = read_records(record_file)
         os.unlink(record_file)
-    report_path = write_report(out) if report and out.exists() else None
+    report_path = write_report(out, parameters=params, records=records,
+                               outcome=outcome.value, seconds=seconds, error=error,
+                               failed_cell=failed_cell) if report and out.exists() else None
     if st and rec:
         st.update(rec.id, status=Status.succeeded if outcome is Outcome.succeeded
                   else Status.failed, error=error, message=outcome.value)
@@ -266,18 +269,3 @@ def stopped_at(notebook: Path) -> int | None:
         if cell.get("metadata", {}).get("papermill", {}).get("status") == "failed":
             return cell.get("execution_count")
     return None
-
-
-def write_report(notebook: Path) -> Path:
-    """An HTML report of an executed notebook, figures inlined, input prompts hidden."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from ..fileio import atomic_write_text
-
-    nb = nbformat.read(notebook, as_version=4)
-    exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True)
-    # nbconvert warns per figure without alt text; a report is no place for that noise.
-    exporter.log.setLevel(logging.ERROR)
-    body, _ = exporter.from_notebook_node(nb)
-    return atomic_write_text(notebook.with_suffix(".html"), body)

@@ -127,6 +127,9 @@ class Deployment:
                 "routing": self.routing, "replicas": dict(self.wanted),
                 "autoscale": self.autoscale.to_dict() if self.autoscale else None,
                 "router": f"in-process thread of pid {os.getpid()}",
+                # Where monitoring finds each replica (the router is the record's address).
+                "replica_endpoints": [{"url": r.url, "index": r.index, "track": r.track}
+                                      for r in self.pool.replicas],
                 "settings": self.settings.to_dict(), "auth": bool(self.token)}
 
     # -- replicas -------------------------------------------------------------------------

@@ -186,44 +186,74 @@ class MetricsServer:
 
 
 def plot_run(run: Any, ax: Axes | None = None) -> Figure:
-    """Plot loss (left axis) and validation accuracy (right axis) against the step.
+    """Plot loss (left axis) and validation accuracy (right axis, %) against the step.
 
     ``run`` is a :class:`~hybridnb.train.TrainResult`, a run directory, or metrics rows.
-    Returns the figure; never calls ``show()`` (works with the Agg backend).
+    The title names the run and its test accuracy; one legend below the plot covers both
+    axes; epoch ends are marked on the top axis. Returns the figure; never calls
+    ``show()`` (works with the Agg backend).
 
     >>> fig = plot_run([{"kind": "step", "step": 1, "loss": 2.0}])
-    >>> fig.axes[0].get_ylabel()
-    'training loss'
+    >>> fig.axes[0].get_ylabel(), fig.axes[0].get_xlabel()
+    ('training loss', 'optimizer step')
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
+    name = getattr(run, "name", None)
     if isinstance(run, (str, os.PathLike)):
         rows = read_metrics(run)
+        try:  # the run's name, from the spec the launcher wrote beside the metrics
+            name = json.loads((Path(run) / "spec.json").read_text(encoding="utf-8"))["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            name = None
     elif hasattr(run, "metrics"):
         rows = list(run.metrics)
     else:
         rows = dedupe(run)
     if ax is None:
-        fig = Figure(figsize=(6.4, 3.6))
+        # Constrained layout: the axis labels and the legend below stay inside the image.
+        fig = Figure(figsize=(6.4, 3.8), layout="constrained")
         ax = fig.add_subplot()
     figure = ax.get_figure()
     steps = [r for r in rows if r.get("kind") == "step" and r.get("loss") is not None]
-    ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], color="tab:blue",
-            label="training loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss")
+    ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], color="#1f77b4",
+            linewidth=1.6, label="training loss")
+    ax.set_xlabel("optimizer step", fontsize="small")
+    ax.set_ylabel("training loss", fontsize="small")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize="small")
+    ax.grid(True, color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+    handles = ax.get_legend_handles_labels()[0]
     epochs = [r for r in rows if r.get("val_accuracy") is not None]
     if epochs:
         acc = ax.twinx()
-        acc.plot([r["step"] for r in epochs], [r["val_accuracy"] for r in epochs], "o-",
-                 color="tab:orange", label="validation accuracy")
-        acc.set_ylabel("validation accuracy")
-        acc.set_ylim(0, 1.02)
+        acc.plot([r["step"] for r in epochs], [100 * r["val_accuracy"] for r in epochs],
+                 "o-", color="#ff7f0e", linewidth=1.4, markersize=4,
+                 label="validation accuracy")
+        acc.set_ylabel("validation accuracy (%)", fontsize="small")
+        acc.set_ylim(0, 102)
+        acc.tick_params(labelsize="small")
+        handles += acc.get_legend_handles_labels()[0]
+        top = ax.secondary_xaxis("top")
+        every = -(-len(epochs) // 10)  # at most ten epoch labels
+        marks = epochs[every - 1::every]
+        top.set_xticks([r["step"] for r in marks], [str(r.get("epoch", "")) for r in marks])
+        top.tick_params(labelsize="x-small", length=2)
+        top.set_xlabel("epoch", fontsize="x-small")
     final = [r for r in rows if r.get("kind") == "final"]
-    title = getattr(run, "name", None) or "training"
+    title = name or "training"
     if final:
-        title += f" — test accuracy {final[-1]['test_accuracy']:.3f}"
-    ax.set_title(title)
+        title += f" — test accuracy {100 * final[-1]['test_accuracy']:.1f} %"
+    ax.set_title(title, fontsize="medium")
+    if steps or epochs:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  ncol=len(handles), fontsize="small", frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no step logged yet", ha="center", va="center",
+                transform=ax.transAxes, color="#777777")
     assert figure is not None
     return figure  # type: ignore[return-value]
 

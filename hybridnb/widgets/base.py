@@ -12,7 +12,11 @@ return it gets, for free:
 - a code view with the generated Python, its papermill parameters as YAML, a copy box
   and an "Insert cell" button (:class:`CodeView`);
 - a static HTML summary instead of live widgets when nothing can draw them
-  (:func:`headless`).
+  (:func:`headless`);
+- the panels' look: styled tables (headers, borders, numbers aligned right), disabled
+  buttons that look disabled (:data:`PANEL_CSS`), and :func:`html_table` to make them;
+- :class:`Offers`, what panels hand each other: the Preprocess panel's output is offered
+  to the Train panel as data, the Train panel's bundle to the Endpoint panel.
 
 >>> f = Field("cpu", text("cpu", "2"), positive_float)
 >>> f.parse(), f.error
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
@@ -37,6 +42,110 @@ logger = logging.getLogger(__name__)
 
 #: Colour of validation messages and failed actions.
 RED = "#c62828"
+
+#: Styles of every panel (scoped to ``.hybridnb-panel``): tables with headers, borders and
+#: right-aligned numbers; captions that wrap; disabled buttons greyed and inert-looking.
+PANEL_CSS = """<style>
+.hybridnb-panel table { border-collapse: collapse; margin: 4px 0 10px 0;
+  font-size: var(--jp-ui-font-size1, 13px); }
+.hybridnb-panel caption { caption-side: top; text-align: left; font-weight: 600;
+  padding: 2px 0 4px 0; white-space: normal; }
+.hybridnb-panel th, .hybridnb-panel td { border: 1px solid var(--jp-border-color2, #ddd);
+  padding: 2px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
+.hybridnb-panel th { background: var(--jp-layout-color2, #f2f2f2); font-weight: 600; }
+.hybridnb-panel td.num, .hybridnb-panel th.num { text-align: right;
+  font-variant-numeric: tabular-nums; }
+.hybridnb-panel .hybridnb-muted { color: var(--jp-ui-font-color2, #777); }
+.hybridnb-panel h4 { margin: 10px 0 2px 0; font-size: var(--jp-ui-font-size1, 13px); }
+.hybridnb-panel button:disabled, .hybridnb-panel .jupyter-button:disabled {
+  opacity: 0.35 !important; filter: grayscale(100%); cursor: not-allowed;
+  box-shadow: none !important; }
+</style>"""
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
+               numeric: Iterable[int] = (), caption: str = "", css: str = "") -> str:
+    """An escaped HTML table; columns in ``numeric`` are right-aligned.
+
+    >>> html_table(["worker", "threads"], [["tcp://a", 2]], numeric=[1])[-70:]
+    '<tbody><tr><td>tcp://a</td><td class="num">2</td></tr></tbody></table>'
+    """
+    nums = set(numeric)
+
+    def cls(i: int) -> str:
+        return ' class="num"' if i in nums else ""
+
+    head = "".join(f"<th{cls(i)}>{escape(str(h))}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_cell(v)}</td>" for i, v in enumerate(row))
+                   + "</tr>" for row in rows)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    klass = f' class="{escape(css)}"' if css else ""
+    return f"<table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_NUMBER_CELL = re.compile(r"<td>(\s*[-+$]?[\d,]*\.?\d+\s*(?:%|ms|s|h|[KMGT]i?B)?\s*)</td>")
+
+
+def align_numbers(html: str) -> str:
+    """Right-align the numeric cells of a table made elsewhere (a plan, a pipeline run).
+
+    >>> align_numbers("<tr><td>split</td><td>1797</td><td>$0.00</td></tr>")
+    '<tr><td>split</td><td class="num">1797</td><td class="num">$0.00</td></tr>'
+    """
+    return _NUMBER_CELL.sub(r'<td class="num">\1</td>', html)
+
+
+class Markup(str):
+    """Text already made safe for HTML (a link, say): :func:`html_table` keeps it."""
+
+
+def _cell(value: Any) -> str:
+    return str(value) if isinstance(value, Markup) else escape(str(value))
+
+
+def link(url: str, text: str | None = None) -> Markup:
+    """A link that opens in a new tab, for table cells."""
+    return Markup(f'<a href="{escape(url)}" target="_blank">{escape(text or url)}</a>')
+
+
+class Offers:
+    """What panels hand each other, by kind: ``data`` (prepared datasets, from the
+    Preprocess panel) and ``bundle`` (model bundles, from the Train panel).
+
+    Panels of one kernel share :data:`OFFERS` unless given their own.
+
+    >>> o = Offers(); seen = []
+    >>> o.on_change(lambda: seen.append(1))
+    >>> o.offer("bundle", "/tmp/run/bundle", "digits-cnn, test accuracy 98.1 %")
+    >>> o.items("bundle"), seen
+    ([('digits-cnn, test accuracy 98.1 %', '/tmp/run/bundle')], [1])
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, str]] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def offer(self, kind: str, path: str | os.PathLike[str], label: str) -> None:
+        items = self._items.setdefault(kind, {})
+        items.pop(str(path), None)
+        items[str(path)] = label  # newest last
+        for callback in list(self._listeners):
+            callback()
+
+    def items(self, kind: str) -> list[tuple[str, str]]:
+        """``(label, path)`` pairs, newest first."""
+        return [(label, path) for path, label in reversed(self._items.get(kind, {}).items())]
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def off(self, callback: Callable[[], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+
+#: The offers shared by the panels of this kernel.
+OFFERS = Offers()
 
 
 def headless() -> bool:
@@ -70,10 +179,10 @@ def headless() -> bool:
 
 # -- fields and validation ----------------------------------------------------------------
 
-def text(description: str, value: str = "", **kwargs: Any) -> w.Text:
-    """A text box with the label width every panel uses."""
+def text(description: str, value: str = "", *, width: str = "22em", **kwargs: Any) -> w.Text:
+    """A text box with the label width every panel uses (wider for paths)."""
     return w.Text(value=value, description=description, style={"description_width": "9em"},
-                  layout=w.Layout(width="22em"), **kwargs)
+                  layout=w.Layout(width=width), **kwargs)
 
 
 def dropdown(description: str, options: Sequence[Any], value: Any = None) -> w.Dropdown:
@@ -340,8 +449,9 @@ class Panel:
     #: Buttons whose action runs at once in the caller, even while an action runs (Stop).
     immediate: frozenset[str] = frozenset()
 
-    def __init__(self, *, config: Any = None):
+    def __init__(self, *, config: Any = None, offers: Offers | None = None):
         self._config = config
+        self.offers = offers if offers is not None else OFFERS
         self.status = w.HTML(value="<span class='hybridnb-status'>idle</span>")
         self.error = w.HTML()
         self.form = Form(self._fields(), self._check)
@@ -354,10 +464,11 @@ class Panel:
                 button.on_click(lambda _b, n=name, a=action: self.runner.run(n, a))
         self.code_view = CodeView()
         self.form.on_change(self._sync)
-        self.root = w.VBox([w.HTML(f"<b>{escape(self.title)}</b>"),
+        self.root = w.VBox([w.HTML(PANEL_CSS + f"<b>{escape(self.title)}</b>"),
                             *[f.box for f in self.form.fields.values()],
                             w.HBox([b for b, _a, _f in self.buttons.values()]),
                             self.status, self.error, *self._body(), self.code_view.box])
+        self.root.add_class("hybridnb-panel")
         self._sync()
 
     @property
@@ -391,10 +502,10 @@ class Panel:
         return ""
 
     def summary_html(self) -> str:
-        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
-                       for k, v in self.parameters().items())
-        return (f"<div><b>{escape(self.title)}</b> ({escape(self._status_text())})"
-                f"<table>{rows}</table></div>")
+        table = html_table(["parameter", "value"],
+                           [[k, "" if v is None else v] for k, v in self.parameters().items()])
+        return (f'{PANEL_CSS}<div class="hybridnb-panel"><b>{escape(self.title)}</b> '
+                f"({escape(self._status_text())}){table}</div>")
 
     # shared machinery ---------------------------------------------------------------------
     def _status_text(self) -> str:
@@ -445,6 +556,11 @@ class Panel:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self._status_text()}>"
+
+
+def show(widget: w.Widget, visible: bool = True) -> None:
+    """Show or hide a widget (an empty ``Image`` would draw a broken-image icon)."""
+    widget.layout.display = None if visible else "none"
 
 
 def _close_tree(widget: w.Widget) -> None:

@@ -1,5 +1,8 @@
 """The Cluster panel: start, scale, adapt and stop a Dask cluster on a site.
 
+Below its own cluster, the panel lists every cluster the state store knows to be running,
+wherever it was started (``hybridnb cluster up``, another kernel), with its dashboard.
+
 >>> panel = ClusterPanel()  # doctest: +SKIP
 >>> panel.form["n_workers"].widget.value = "1"; panel.click("start")  # doctest: +SKIP
 """
@@ -14,7 +17,8 @@ from typing import Any
 import ipywidgets as w
 
 from ..errors import UsageError
-from .base import Field, Panel, count, dropdown, text
+from .base import Field, Panel, count, dropdown, html_table, text
+from .running import running_html
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ class ClusterPanel(Panel):
 
     title = "Cluster"
 
-    def __init__(self, *, config: Any = None, poll_interval: float = 2.0,
+    def __init__(self, *, config: Any = None, offers: Any = None, poll_interval: float = 2.0,
                  poll_limit: float = 600.0):
         self.handle: Any = None
         self.poll_interval = poll_interval
@@ -56,8 +60,10 @@ class ClusterPanel(Panel):
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
         self.workers_html = w.HTML()
-        super().__init__(config=config)
+        self.running_html = w.HTML()
+        super().__init__(config=config, offers=offers)
         self._show_status("stopped")
+        self._show_running()
 
     # -- form ---------------------------------------------------------------------------
     def _fields(self) -> list[Field]:
@@ -92,10 +98,15 @@ class ClusterPanel(Panel):
             "adapt": (w.Button(description="Adapt", icon="refresh"), self._adapt, True),
             "stop": (w.Button(description="Stop", icon="stop", button_style="danger"),
                      self._stop, False),
+            "refresh": (w.Button(description="Refresh", icon="refresh",
+                                 tooltip="Read the running clusters from the state store"),
+                        self._show_running, False),
         }
 
     def _enabled(self, name: str) -> bool:
         running = self.handle is not None
+        if name == "refresh":
+            return True
         if name == "start":
             return not running
         if name == "adapt":
@@ -103,7 +114,14 @@ class ClusterPanel(Panel):
         return running
 
     def _body(self) -> list[w.Widget]:
-        return [self.workers_html]
+        return [self.workers_html, self.running_html]
+
+    def _show_running(self) -> None:
+        """Every cluster running for this user, this panel's marked (state store)."""
+        record = getattr(self.handle, "record", None)
+        self.running_html.value = running_html(
+            ["cluster"], mine=[record.id] if record is not None else [],
+            caption="clusters running (state store)")
 
     # -- form to code -----------------------------------------------------------------
     def parameters(self) -> dict[str, Any]:
@@ -143,6 +161,7 @@ class ClusterPanel(Panel):
         elif options.get("n_workers"):
             self.handle.wait_for_workers(v["n_workers"], timeout=120)
         self._refresh()
+        self._show_running()
         self._start_poll()
 
     def _scale(self) -> None:
@@ -165,6 +184,7 @@ class ClusterPanel(Panel):
             handle.close()
         self.workers_html.value = ""
         self._show_status("stopped")
+        self._show_running()
 
     def _require(self) -> Any:
         if self.handle is None:
@@ -197,11 +217,10 @@ class ClusterPanel(Panel):
         dash = (f' — <a href="{escape(link)}" target="_blank">dashboard</a>' if link else "")
         self.status.value = (f"<span class='hybridnb-status'>running: {escape(handle.name)}, "
                              f"{len(workers)} workers, {threads} threads, {memory}</span>{dash}")
-        rows = "".join(f"<tr><td>{escape(x.address)}</td><td>{escape(x.site or '?')}</td>"
-                       f"<td>{x.nthreads}</td><td>{format_bytes(x.memory_limit)}</td></tr>"
-                       for x in workers)
-        self.workers_html.value = ("<table><tr><th>worker</th><th>site</th><th>threads</th>"
-                                   f"<th>memory</th></tr>{rows}</table>")
+        self.workers_html.value = html_table(
+            ["worker", "site", "threads", "memory"],
+            [[x.address, x.site or "?", x.nthreads, format_bytes(x.memory_limit)]
+             for x in workers], numeric=[2, 3], caption=f"workers of {handle.name}")
 
     def _start_poll(self) -> None:
         # One bounded poller at a time: a new action restarts its clock.
@@ -220,6 +239,7 @@ class ClusterPanel(Panel):
             waited += self.poll_interval
             if not self.runner.busy:
                 self._refresh()
+                self._show_running()
 
     def summary_html(self) -> str:
         handle = self.handle

@@ -8,13 +8,23 @@
 from __future__ import annotations
 
 import logging
-from html import escape
 from typing import Any
 
 import ipywidgets as w
 
 from ..errors import HybridnbError
-from .base import Field, Panel, count, dropdown, nonnegative_float, positive_float, size, text
+from .base import (
+    Field,
+    Panel,
+    align_numbers,
+    count,
+    dropdown,
+    html_table,
+    nonnegative_float,
+    positive_float,
+    size,
+    text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +47,11 @@ class SitesPanel(Panel):
 
     title = "Sites"
 
-    def __init__(self, *, config: Any = None):
+    def __init__(self, *, config: Any = None, offers: Any = None):
         self.sites_html = w.HTML()
         self.plan_html = w.HTML()
         self.plan: Any = None
-        super().__init__(config=config)
+        super().__init__(config=config, offers=offers)
         self._show_sites()
         self._replan()
         self.form.on_change(self._replan)
@@ -58,8 +68,9 @@ class SitesPanel(Panel):
             Field("data", w.SelectMultiple(options=datasets, value=(), description="datasets",
                                            rows=min(4, max(1, len(datasets))), **multi),
                   list),
-            Field("tiers", w.SelectMultiple(options=TIERS, value=(), description="tiers "
-                                            "(none: default)", rows=3, **multi),
+            Field("tiers", w.SelectMultiple(options=TIERS, value=(), description="tiers",
+                                            tooltip="none selected: the policy's own order",
+                                            rows=3, **multi),
                   lambda v: list(v) or None),
         ]
 
@@ -113,20 +124,19 @@ class SitesPanel(Panel):
             self._show_error("")
         chosen = self.plan.chosen
         self._show_status(f"plan: {chosen.site}" if chosen else "plan: no site can run it")
-        self.plan_html.value = self.plan._repr_html_()
+        self.plan_html.value = align_numbers(self.plan._repr_html_())
 
     def _show_sites(self) -> None:
         from ..config.units import format_bytes
 
-        head = "".join(f"<th>{h}</th>" for h in ("site", "tier", "backend", "CPU", "memory",
-                                                  "GPU", "$/CPU-h", "$/GPU-h", "$/GB out"))
-        rows = "".join(
-            f"<tr><td>{escape(s.name)}</td><td>{escape(s.tier)}</td><td>{escape(s.backend)}"
-            f"</td><td>{s.capacity.cpu:g}</td><td>{format_bytes(s.capacity.memory)}</td>"
-            f"<td>{s.capacity.gpu}</td><td>{s.cost.cpu_hour:g}</td><td>{s.cost.gpu_hour:g}</td>"
-            f"<td>{s.cost.egress_gb:g}</td></tr>" for s in self.config.sites.values())
-        self.sites_html.value = (f"<table class='hybridnb-sites'><caption>configured sites"
-                                 f"</caption><tr>{head}</tr>{rows}</table>")
+        rows = [[s.name, s.tier, s.backend, f"{s.capacity.cpu:g}",
+                 format_bytes(s.capacity.memory), s.capacity.gpu, f"{s.cost.cpu_hour:g}",
+                 f"{s.cost.gpu_hour:g}", f"{s.cost.egress_gb:g}"]
+                for s in self.config.sites.values()]
+        self.sites_html.value = html_table(
+            ["site", "tier", "backend", "CPU", "memory", "GPU", "$/CPU-h", "$/GPU-h",
+             "$/GB out"], rows, numeric=range(3, 9), caption="configured sites",
+            css="hybridnb-sites")
 
     def summary_html(self) -> str:
         plan = self.plan._repr_html_() if self.plan is not None else ""

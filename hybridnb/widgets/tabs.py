@@ -10,7 +10,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .base import Panel, headless
+from .base import OFFERS, Offers, Panel, headless
 from .cluster import ClusterPanel
 from .endpoint import EndpointPanel
 from .monitor import MonitorPanel
@@ -23,10 +23,15 @@ PANELS: tuple[type[Panel], ...] = (SitesPanel, ClusterPanel, PreprocessPanel, Tr
 
 
 class UI:
-    """The panels in tabs; ``ui.panels["Cluster"]`` is the Cluster panel."""
+    """The panels in tabs; ``ui.panels["Cluster"]`` is the Cluster panel.
 
-    def __init__(self, *, config: Any = None):
-        self.panels = {cls.title: cls(config=config) for cls in PANELS}
+    They work together: what the Preprocess panel prepares is the Train panel's data, and
+    what the Train panel trains is offered to the Endpoint panel (:class:`Offers`).
+    """
+
+    def __init__(self, *, config: Any = None, offers: Offers | None = None):
+        self.offers = offers if offers is not None else OFFERS
+        self.panels = {cls.title: cls(config=config, offers=self.offers) for cls in PANELS}
         self.tabs = w.Tab(children=[p.root for p in self.panels.values()],
                           titles=tuple(self.panels))
 
@@ -46,11 +51,11 @@ class UI:
         return f"<hybridnb UI: {', '.join(self.panels)}>"
 
 
-def ui(*, config: Any = None) -> UI:
+def ui(*, config: Any = None, offers: Offers | None = None) -> UI:
     """Sites, Cluster, Preprocess, Train, Endpoint and Monitor panels in tabs.
 
     >>> import hybridnb.widgets as hw
     >>> sorted(hw.ui().panels)  # doctest: +SKIP
     ['Cluster', 'Endpoint', 'Monitor', 'Preprocess', 'Sites', 'Train']
     """
-    return UI(config=config)
+    return UI(config=config, offers=offers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.parse
 
@@ -78,10 +79,13 @@ def test_discovers_endpoints_and_runs_from_the_state_store(hybridnb_home, metric
     assert summary["up"] == 2, c.health()
     mon = Monitor(store_path=tmp_path / "m.db")
     loss = mon.query("hybridnb_train_loss", window="1m", end=now)
-    assert loss["value"].tolist() == [pytest.approx(2.0 / 3)]
+    # Each logged step at the time it was logged, then the latest value at the scrape.
+    assert loss["value"].tolist() == pytest.approx([2.0, 1.0, 2.0 / 3, 2.0 / 3])
+    assert [t.timestamp() for t in loss["time"]] == pytest.approx(
+        [now - 9, now - 8, now - 7, now])
     assert set(loss["run"]) == {"demo"} and set(loss["job"]) == {"hybridnb-train"}
     step = mon.query("hybridnb_train_step", window="1m", end=now)["value"].tolist()
-    assert step == [3.0]
+    assert step == [1.0, 2.0, 3.0, 3.0]
     jobs = {h["job"] for h in c.health()}
     assert jobs == {"hybridnb-endpoint", "hybridnb-train"}
 
@@ -179,3 +183,102 @@ def test_discovers_dask_workers_and_follows_them(hybridnb_home, tmp_path):
     mon = Monitor(store_path=tmp_path / "m.db")
     mem = mon.query('dask_worker_memory_bytes{job="hybridnb-dask-worker"}', window="5m")
     assert set(mem["name"]) == {"etl"} and set(mem["instance"]) == workers
+
+
+def _run_lines(run_dir, now, steps=(1, 2, 3)):
+    run_dir.mkdir()
+    lines = [{"kind": "step", "step": s, "loss": 2.0 / s, "lr": 0.1, "time": now - 60 + s}
+             for s in steps]
+    lines += [{"kind": "epoch", "step": steps[-1], "epoch": 1, "val_accuracy": 0.9,
+               "time": now - 50}, {"kind": "final", "step": steps[-1],
+                                   "test_accuracy": 0.95, "time": now - 49}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_a_run_that_ended_before_the_collector_is_shown_whole(hybridnb_home, tmp_path):
+    now = time.time()
+    _run_lines(tmp_path / "run", now)
+    state = StateStore()
+    rec = state.add(Kind.run, "digits", site="local", status=Status.running,
+                    spec={"run_dir": str(tmp_path / "run")})
+    state.update(rec.id, status=Status.succeeded)
+    path = tmp_path / "m.db"
+    for _ in range(2):  # a second collector on the same store adds nothing twice
+        with Collector(interval=60, store_path=path, host=False, retention="1h") as c:
+            summary = c.collect_once(now=now)
+            c.collect_once(now=now + 1)
+        assert summary["up"] == 0 and summary["down"] == [] and c.health() == []
+    mon = Monitor(store_path=path)
+    loss = mon.query("hybridnb_train_loss", window="5m", end=now + 1)
+    assert loss["value"].tolist() == pytest.approx([2.0, 1.0, 2.0 / 3])
+    assert set(loss["run"]) == {"digits"}
+    assert [t.timestamp() for t in loss["time"]] == pytest.approx(
+        [now - 59, now - 58, now - 57])
+    acc = mon.query("hybridnb_train_accuracy", window="5m", end=now + 1)
+    assert acc["value"].tolist() == pytest.approx([0.9, 0.95])
+    assert mon.query('up{job="hybridnb-train"}', window="5m", end=now + 1).empty
+
+
+def test_follows_what_starts_after_it_at_once(hybridnb_home, metrics_server, tmp_path):
+    srv = metrics_server(EXPOSITION.format(ok=1, err=0))
+    state = StateStore()
+    # A long rediscovery period: only the record's appearance can add the target.
+    with Collector(interval=60, rediscover=3600, store_path=tmp_path / "m.db",
+                   host=False) as c:
+        assert c.collect_once()["up"] == 0
+        ep = state.add(Kind.endpoint, "mlp", site="local", address=srv.url,
+                       status=Status.running)
+        assert c.collect_once()["up"] == 1
+        state.update(ep.id, status=Status.stopped)
+        t = time.time()
+        c.collect_once(now=t)
+        assert c.health() == []
+    mon = Monitor(store_path=tmp_path / "m.db")
+    # Gone at once (a staleness marker), not for the five minutes of lookback.
+    raw = mon.query("up", window="1m", end=t + 1)["value"].tolist()
+    assert raw[0] == 1.0 and math.isnan(raw[-1])
+    assert mon.query("up > -1", window="1s", step="1s", end=t + 1).empty
+    assert mon.query("hybridnb_endpoint_queue_depth > 0", window="1s", step="1s",
+                     end=t + 1).empty
+
+
+def test_a_failed_scrape_marks_its_series_stale(metrics_server, closed_port, tmp_path):
+    srv = metrics_server(EXPOSITION.format(ok=1, err=0))
+    with Collector(interval=60, store_path=tmp_path / "m.db", discover=False,
+                   host=False) as c:
+        c.add_target(srv.url, job="x")
+        t = time.time()
+        c.collect_once(now=t)
+        srv.stop()
+        c.collect_once(now=t + 1)
+    mon = Monitor(store_path=tmp_path / "m.db")
+    depth = "hybridnb_endpoint_queue_depth"
+    assert mon.query(f"{depth} > 0", window="1s", step="1s", end=t + 0.5)["value"].tolist() \
+        == [2.0]
+    assert mon.query(f"{depth} > 0", window="1s", step="1s", end=t + 2).empty
+    assert set(mon.query("up == 0", window="1s", step="1s", end=t + 2)["value"]) == {0.0}
+
+
+@pytest.mark.slow
+def test_a_deployment_is_seen_as_a_router_and_its_replicas(hybridnb_home, tmp_path):
+    import torch
+
+    import hybridnb
+    from hybridnb.serve.model_bundle import bundle
+
+    torch.manual_seed(0)
+    tiny = bundle(torch.nn.Linear(4, 2), torch.zeros(1, 4), tmp_path / "tiny", name="tiny",
+                  labels=["a", "b"])
+    with Collector(interval=60, rediscover=3600, store_path=tmp_path / "m.db",
+                   host=False) as c, hybridnb.deploy(tiny, replicas=2) as endpoint:
+        for _ in range(3):
+            endpoint.predict(torch.zeros(1, 4).numpy())
+        assert c.collect_once()["up"] == 3
+        up = Monitor(store_path=tmp_path / "m.db").query("up", window="1m")
+        assert sorted(up["role"]) == ["replica", "replica", "router"]
+        endpoint.scale(1)  # the record changes: followed at the next round
+        assert c.collect_once()["up"] == 2
+    mon = Monitor(store_path=tmp_path / "m.db")
+    up = mon.query('up{role="replica"}', window="5m")
+    assert set(up["replica"]) == {"replica-0", "replica-1"} and set(up["name"]) == {"tiny"}
+    assert set(mon.query('up{role="router"}', window="5m")["role"]) == {"router"}

@@ -29,8 +29,9 @@ def test_run_metrics_over_http_are_discovered_and_scraped(hybridnb_home, tmp_pat
     run_dir.mkdir()
     write_steps(run_dir, 3)
     state = StateStore()
+    # A run directory this host does not see (a run elsewhere): only HTTP reaches it.
     rec = state.add(Kind.run, "digits", site="local", status=Status.running,
-                    spec={"run_dir": str(run_dir)})
+                    spec={"run_dir": str(tmp_path / "on-another-host")})
     with MetricsServer(run_dir, run="digits") as server:
         state.update(rec.id, address=server.url)
         [target] = discover(state)

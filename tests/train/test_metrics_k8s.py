@@ -52,7 +52,7 @@ def test_plot_run_on_given_axes():
     fig = Figure()
     ax = fig.add_subplot()
     assert plot_run(ROWS, ax=ax) is fig
-    assert "test accuracy 0.800" in ax.get_title()
+    assert "test accuracy 80.0 %" in ax.get_title()
     assert len(fig.axes) == 2  # loss and the accuracy twin
 
 

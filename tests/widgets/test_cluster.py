@@ -13,7 +13,8 @@ from hybridnb.widgets import ClusterPanel, SitesPanel
 
 def test_start_scale_adapt_stop(panels):
     panel = panels(ClusterPanel, poll_interval=0.2)
-    assert [n for n, (b, _a, _f) in panel.buttons.items() if not b.disabled] == ["start"]
+    assert [n for n, (b, _a, _f) in panel.buttons.items() if not b.disabled] == ["start",
+                                                                               "refresh"]
     panel.form["processes"].widget.value = "threads"
     panel.click("start")
     assert panel.runner.last_error is None, panel.runner.last_error

@@ -23,6 +23,10 @@ def test_plan_follows_the_form(panels):
     panel.form["tiers"].widget.value = ("private",)
     assert panel.plan.chosen is None and "no site" in panel.status.value
     assert "tiers = ['private']" in panel.code_view.code.value
+    # Labels fit their 9em (the hint is a tooltip); tables have headers, numbers aligned.
+    assert panel.form["tiers"].widget.description == "tiers"
+    assert "<caption>configured sites</caption><thead>" in panel.sites_html.value
+    assert '<td class="num">64</td>' in panel.sites_html.value
     assert "gpu: 2" in panel.code_view.yaml.value
 
 
