@@ -49,6 +49,47 @@ def options(ctx: typer.Context) -> Options:
     return root.obj
 
 
+def tidy(command: Any) -> Any:
+    """Polish the help of ``command`` and every command below it, in place.
+
+    - commands are listed sorted by name;
+    - no type placeholders (``<bool>``, ``<int>``, ``<path>``): a flag shows none, an
+      option its metavar (``--timeout SECONDS``), or else its long name in capitals
+      (``--eval EVAL``), an argument its name in capitals.
+
+    typer builds the click command tree (its own vendored click) afresh for each run,
+    so this runs on each tree: see :func:`hybridnb.cli.main`.
+    """
+    for param in command.params:
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            # typer prints the type beside an argument's name; the name says enough.
+            param.display_type_rich = _no_type
+        elif param.is_flag or param.count:
+            param.metavar = ""
+        elif param.metavar is None:
+            longest = max(param.opts, key=len).lstrip("-")
+            param.metavar = longest.upper().replace("-", "_")
+    make_help = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag: no <bool>
+        return option
+
+    command.get_help_option = get_help_option
+    if hasattr(command, "commands"):
+        command.commands = dict(sorted(command.commands.items()))
+        for sub in command.commands.values():
+            tidy(sub)
+    return command
+
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """``["sites.local.capacity.cpu=4"]`` → ``{"sites.local.capacity.cpu": 4}`` (YAML values)."""
     import yaml
@@ -75,6 +116,37 @@ def console() -> Console:
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def format_value(value: Any) -> str:
+    """A value for people: floats to 4 significant digits, lists and mappings flat.
+
+    >>> format_value(0.9777777777777777), format_value(["edge1", "local"])
+    ('0.9778', 'edge1, local')
+    >>> format_value({"train": 1437, "test": 180}), format_value(None), format_value(True)
+    ('train=1437, test=180', '–', 'true')
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items()) or "{}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value) or "none"
+    return str(value)
+
+
+def elapsed(seconds: float) -> str:
+    """``M:SS`` for progress lines.
+
+    >>> elapsed(75.4)
+    '1:15'
+    """
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:

@@ -71,7 +71,7 @@ def _slug(params: Mapping[str, Any]) -> str:
 
 
 def _run_one(notebook: str, output: str, params: dict[str, Any], timeout: float | None,
-             retries: int) -> dict[str, Any]:
+             retries: int, allow_unknown: bool) -> dict[str, Any]:
     """Runs inside a Dask worker: one notebook, retried on failure or timeout."""
     from .runner import run_notebook
 
@@ -79,7 +79,7 @@ def _run_one(notebook: str, output: str, params: dict[str, Any], timeout: float 
     while True:
         attempts += 1
         run = _own_event_loop(run_notebook, notebook, output, params, timeout=timeout,
-                              record=False)
+                              record=False, allow_unknown=allow_unknown)
         if run.ok or attempts > retries:
             break
     return {**params, "outcome": run.outcome.value, "attempts": attempts,
@@ -137,7 +137,7 @@ class SweepResult:
 def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str | Path,
           parallel: int = 2, timeout: float | None = None, retries: int = 0,
           parameters: Mapping[str, Any] | None = None,
-          cluster: ClusterHandle | None = None) -> SweepResult:
+          cluster: ClusterHandle | None = None, allow_unknown: bool = False) -> SweepResult:
     """Run ``notebook`` for every point of ``grid``, ``parallel`` at a time.
 
     Parameters
@@ -155,6 +155,9 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
         Fixed parameters of every run.
     cluster:
         Run on this cluster instead of a local one started (and closed) for the sweep.
+    allow_unknown:
+        Inject grid or fixed parameters the notebook does not declare (logged as
+        warnings) instead of refusing the sweep before any run starts.
 
     Examples
     --------
@@ -175,8 +178,12 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     if parallel < 1:
         raise UsageError(f"parallel={parallel}: use 1 or more")
     points = [{**dict(parameters or {}), **p} for p in grid_points(grid)]
-    for w in check_parameters(src, points[0]):  # bad input fails before any run starts
-        logger.warning(w)
+    # Bad input fails before any run starts. Every point has the same names, so each
+    # unknown one is reported once; each point's values are checked.
+    for i, point in enumerate(points):
+        for w in check_parameters(src, point, allow_unknown=allow_unknown):
+            if i == 0:
+                logger.warning(w)
     out_dir = Path(out)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -188,7 +195,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
         futures = {
             handle.client.submit(_run_one, str(src),
                                  str((out_dir / "runs" / f"{i:03d}-{_slug(p)}.ipynb").resolve()),
-                                 p, timeout, retries, pure=False, key=f"sweep-run-{i}"): i
+                                 p, timeout, retries, allow_unknown, pure=False,
+                                 key=f"sweep-run-{i}"): i
             for i, p in enumerate(points)}
         for fut in _progress(as_completed(futures, loop=handle.client.loop), len(futures)):
             rows.append({"run": futures[fut], **fut.result()})

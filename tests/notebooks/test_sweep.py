@@ -70,3 +70,29 @@ def test_parallel_runs_keep_their_own_records_and_leak_nothing(hybridnb_home):
     assert second.table["record.seed"].tolist() == [5, 6]
     assert resources() == after_first
     assert {p.pid for p in me.children(recursive=True)} <= before
+
+
+def test_sweep_refuses_an_unknown_parameter_before_any_run(notebook, hybridnb_home, capsys):
+    out = hybridnb_home / "sweep3"
+    code = main(["sweep", str(notebook), "--grid", "lrr=0.1,0.2", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "declares no parameter 'lrr' (did you mean 'lr'?)" in err
+    assert not (out / "runs").exists()
+    # A fixed -p parameter is checked the same way, and so is every point's type.
+    assert main(["sweep", str(notebook), "--grid", "lr=0.1", "-p", "btch", "3",
+                 "--out", str(out)]) == 2
+    assert "'btch' (did you mean 'batch'?)" in capsys.readouterr().err
+    assert main(["sweep", str(notebook), "--grid", "lr=0.1,fast", "--out", str(out)]) == 2
+    assert "declared float" in capsys.readouterr().err
+
+
+def test_sweep_allows_unknown_parameters_when_asked(notebook, hybridnb_home, capsys):
+    out = hybridnb_home / "sweep4"
+    code = main(["sweep", str(notebook), "--grid", "extra=1,2", "--out", str(out),
+                 "--allow-unknown-parameters"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "2 runs in" in text and "2 succeeded, 0 failed" in text
+    table = pd.read_csv(out / "results.csv")
+    assert table["extra"].tolist() == [1, 2] and (table["record.score"] == 3.2).all()
