@@ -2,7 +2,9 @@
 
 Each run executes in its own kernel (papermill starts and shuts one down per run) from a
 Dask task, with a timeout and retries; what each run recorded with ``hybridnb.record``
-lands in one results table, written as CSV and Parquet.
+lands in one results table, written as CSV and Parquet. A notebook that declares an
+``out_dir`` parameter (as hybridnb's do) gets one per run, ``OUT/runs/NNN-params/``, unless
+the grid or the fixed parameters set it: runs at once must not write over each other.
 
 Without ``cluster=``, a sweep starts a local cluster of worker *threads*
 (``processes=False``): a task only drives a kernel, which is a process of its own, so
@@ -145,7 +147,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     grid:
         Parameter name → values; every combination is one run.
     out:
-        Directory for the output notebooks (``runs/``) and ``results.csv``/``.parquet``.
+        Directory for the output notebooks (``runs/``) and ``results.csv``/``.parquet``;
+        each run's ``out_dir`` too, when the notebook declares one.
     parallel:
         Runs at once on the sweep's own cluster (ignored with ``cluster=``, whose
         worker threads decide).
@@ -190,14 +193,19 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     own = cluster is None
     handle = cluster or start_cluster("local", n_workers=1, threads_per_worker=parallel,
                                       processes=False, name=f"sweep-{src.stem}"[:40])
+    runs = [(f"{i:03d}-{_slug(p)}", p) for i, p in enumerate(points)]
+    if _declares_out_dir(src) and not any("out_dir" in p for p in points):
+        # Runs in parallel must not share the notebook's default output directory.
+        runs = [(name, {**p, "out_dir": str((out_dir / "runs" / name).resolve())})
+                for name, p in runs]
     rows: list[dict[str, Any]] = []
     try:
         futures = {
             handle.client.submit(_run_one, str(src),
-                                 str((out_dir / "runs" / f"{i:03d}-{_slug(p)}.ipynb").resolve()),
+                                 str((out_dir / "runs" / f"{name}.ipynb").resolve()),
                                  p, timeout, retries, allow_unknown, pure=False,
                                  key=f"sweep-run-{i}"): i
-            for i, p in enumerate(points)}
+            for i, (name, p) in enumerate(runs)}
         for fut in _progress(as_completed(futures, loop=handle.client.loop), len(futures)):
             rows.append({"run": futures[fut], **fut.result()})
     finally:
@@ -207,6 +215,12 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     csv = atomic_write_bytes(out_dir / "results.csv", table.to_csv(index=False).encode())
     parquet = atomic_write_bytes(out_dir / "results.parquet", table.to_parquet(index=False))
     return SweepResult(table, csv, parquet, time.perf_counter() - start)
+
+
+def _declares_out_dir(notebook: Path) -> bool:
+    from papermill.inspection import inspect_notebook
+
+    return "out_dir" in inspect_notebook(str(notebook))
 
 
 def _progress(iterable: Any, total: int) -> Any:
