@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import format_value, print_json, table
+from ..notebooks.records import format_value
+from .common import print_json, table
 
 app = typer.Typer(help="Metrics of what you started: status, and exports for Prometheus.",
                   no_args_is_help=False, invoke_without_command=True)

@@ -9,7 +9,8 @@ from typing import Any
 import typer
 
 from ..errors import UsageError
-from .common import elapsed, format_value, options
+from ..notebooks.records import format_value
+from .common import elapsed, options
 
 
 def _parameters(pairs: list[str], files: list[Path]) -> dict[str, Any]:

@@ -202,14 +202,15 @@ def status(*, state: StateStore | None = None, store_path: str | Path | None = N
 
     collector = Collector(interval=timeout, store_path=store_path, state=state,
                           rules=default_rules() if rules is None else rules, host=False)
-    end = time.time()
+    first = end = time.time()
     try:
-        collector.collect_once(now=end)
+        collector.collect_once(now=first)
         if gap > 0:
             time.sleep(gap)
             end = time.time()
             collector.collect_once(now=end)
-        values = _endpoint_values(collector.store, end, gap) if gap > 0 else {}
+        # rate() over a window that holds both rounds, however long the first one took.
+        values = _endpoint_values(collector.store, end, 1.25 * (end - first)) if gap else {}
     finally:
         collector.stop()
     return {"targets": [{**t, **values.get(t["instance"], {})} for t in collector.health()],
@@ -221,13 +222,13 @@ def status(*, state: StateStore | None = None, store_path: str | Path | None = N
 _INFER = '{route=~"/v2/models/.+/infer|/v1/models/.+"}'
 
 
-def _endpoint_values(store: Any, at: float, gap: float) -> dict[str, dict[str, Any]]:
-    """Per endpoint instance: requests/s and p99 seconds over the last ``gap`` seconds."""
+def _endpoint_values(store: Any, at: float, window: float) -> dict[str, dict[str, Any]]:
+    """Per endpoint instance: requests/s and p99 seconds over the ``window`` before ``at``."""
     import numpy as np
 
     from .promql import evaluate
 
-    over = f"{max(gap * 1.5, 0.5) * 1000:.0f}ms"  # both rounds, not the one before
+    over = f"{max(window, 0.1) * 1000:.0f}ms"
 
     def by_instance(expr: str) -> dict[str, float]:
         result = evaluate(expr, store, np.array([at]))

@@ -46,6 +46,28 @@ def recorded() -> dict[str, Any]:
     return dict(_local)
 
 
+def format_value(value: Any) -> str:
+    """A recorded value as people read it: floats to 4 significant digits, lists and
+    mappings flat (the CLI's summaries and the HTML report use it).
+
+    >>> format_value(0.9777777777777777), format_value(["edge1", "local"])
+    ('0.9778', 'edge1, local')
+    >>> format_value({"train": 1437, "test": 180}), format_value(None), format_value(True)
+    ('train=1437, test=180', '–', 'true')
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items()) or "{}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value) or "none"
+    return str(value)
+
+
 def read_records(path: str | Path) -> dict[str, Any]:
     """The records in a record file: the last value of each name."""
     out: dict[str, Any] = {}

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import UsageError, did_you_mean
 from .records import ENV as RECORD_ENV
-from .records import read_records
+from .records import format_value, read_records
 from .secrets import refuse_secret_parameters
 
 logger = logging.getLogger(__name__)
@@ -283,12 +283,14 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
         seconds = time.perf_counter() - start
         records = read_records(record_file)
         os.unlink(record_file)
-    report_path = write_report(out) if report and out.exists() else None
     if st and rec:
         st.update(rec.id, status=Status.succeeded if outcome is Outcome.succeeded
                   else Status.failed, error=error, message=outcome.value)
-    return NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
-                       warnings, report_path, rec.id if rec else None)
+    run = NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
+                      warnings, None, rec.id if rec else None)
+    if report and out.exists():
+        run.report = write_report(out, run)
+    return run
 
 
 def heading(cell: Any) -> str | None:
@@ -348,8 +350,13 @@ def stopped_at(notebook: Path) -> int | None:
     return None
 
 
-def write_report(notebook: Path) -> Path:
-    """An HTML report of an executed notebook, figures inlined, input prompts hidden."""
+def write_report(notebook: Path, run: NotebookRun | None = None) -> Path:
+    """An HTML report of an executed notebook, figures inlined, input prompts hidden.
+
+    With ``run``, the report opens with a summary: outcome and time, the parameters,
+    what the notebook recorded (its key results) and links to the executed notebook
+    and the run's output directory (``out_dir``, when it has one).
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -360,4 +367,31 @@ def write_report(notebook: Path) -> Path:
     # nbconvert warns per figure without alt text; a report is no place for that noise.
     exporter.log.setLevel(logging.ERROR)
     body, _ = exporter.from_notebook_node(nb)
+    if run is not None:
+        head, tag, rest = body.partition("<body")
+        if tag:  # after the <body ...> tag itself
+            opened, gt, rest = rest.partition(">")
+            body = f"{head}{tag}{opened}{gt}\n{_summary_html(run, notebook)}{rest}"
     return atomic_write_text(notebook.with_suffix(".html"), body)
+
+
+def _summary_html(run: NotebookRun, output: Path) -> str:
+    """The report's opening section: what ran, with what, what came out, where."""
+    def rows(items: dict[str, Any]) -> str:
+        return "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(format_value(v))}</td></tr>"
+                       for k, v in items.items()) or "<tr><td>none</td></tr>"
+
+    links = [f"<a href='{escape(output.name)}'>executed notebook ({escape(output.name)})</a>"]
+    out_dir = run.parameters.get("out_dir")
+    if isinstance(out_dir, str) and Path(out_dir).is_dir():
+        links.append(f"<a href='{escape(Path(out_dir).resolve().as_uri())}'>output "
+                     f"directory ({escape(out_dir)})</a>")
+    where = f" at cell [{run.failed_cell}]" if run.failed_cell is not None else ""
+    error = f"<p><b>error{where}:</b> {escape(run.error)}</p>" if run.error else ""
+    style = ("font-family:sans-serif;margin:1em 2em;padding:0.5em 1em;"
+             "border-left:4px solid #1565c0;background:#f5f8fc")
+    return (f"<section class='hybridnb-summary' style='{style}'>"
+            f"<h2>{escape(run.input.name)}: {run.outcome.value} in {run.seconds:.1f} s</h2>"
+            f"{error}<h3>Parameters</h3><table>{rows(run.parameters)}</table>"
+            f"<h3>Results</h3><table>{rows(run.records)}</table>"
+            f"<p>{' · '.join(links)}</p></section>")

@@ -183,3 +183,38 @@ def test_cluster_up_and_list_show_the_dashboard(hybridnb_home, capsys):
         assert link in capsys.readouterr().out
     finally:
         assert main(["cluster", "down", "dash"]) == 0
+
+
+def test_deploy_prints_a_short_summary_and_stops_on_ctrl_c(hybridnb_home):
+    import re
+    import signal
+
+    import httpx
+    import torch
+
+    from hybridnb.serve.model_bundle import bundle
+    from hybridnb.testing.waiting import wait_until
+
+    torch.manual_seed(0)
+    b = bundle(torch.nn.Sequential(torch.nn.Linear(4, 2)).eval(), torch.randn(2, 4),
+               hybridnb_home / "tiny", name="tiny", labels=["a", "b"])
+    log = hybridnb_home / "deploy.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([*COMMAND, "deploy", str(b.path), "--replicas", "1"],
+                                stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        found = wait_until(lambda: re.search(r"endpoint 'tiny' at (http://[\d.]+:\d+): "
+                                             r"1 of 1 replicas healthy", log.read_text()),
+                           timeout=120, what="the deploy summary",
+                           alive=lambda: proc.poll() is None)
+        url = found.group(1)
+        assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 200
+        text = log.read_text()
+        assert f"POST {url}/v2/models/tiny/infer" in text and "Endpoint(" not in text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert StateStore().list("endpoint", active=True) == []

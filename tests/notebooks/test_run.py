@@ -166,6 +166,13 @@ def test_parameters_file_and_report(notebook, hybridnb_home, capsys):
     assert "score = 6" in text
     html = out.with_suffix(".html").read_text()
     assert "<html" in html and "score 6" in html
+    # It opens with a summary: outcome, parameters, results, a link to the notebook.
+    summary = html.split("<section class='hybridnb-summary'", 1)[1].split("</section>")[0]
+    assert html.index("hybridnb-summary") < html.index("score 6")
+    assert "train.ipynb: succeeded in" in summary
+    assert "<th>lr</th><td>2</td>" in summary and "<th>batch</th><td>3</td>" in summary
+    assert "<th>score</th><td>6</td>" in summary
+    assert "href='result.ipynb'" in summary
 
 
 def test_secret_never_reaches_the_output(hybridnb_home, monkeypatch):
