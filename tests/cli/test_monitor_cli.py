@@ -9,6 +9,7 @@ import torch
 import hybridnb
 from hybridnb.cli import main
 from hybridnb.serve.model_bundle import bundle
+from hybridnb.testing.waiting import wait_until
 
 
 def test_monitor_with_nothing_running_says_none(hybridnb_home, capsys):
@@ -35,7 +36,10 @@ def test_monitor_shows_requests_per_second_and_p99_of_an_endpoint(hybridnb_home,
         thread = threading.Thread(target=traffic)
         thread.start()
         try:
-            assert main(["monitor", "--over", "1"]) == 0
+            # Counted requests before the first scrape (a labelled counter has no series
+            # until then); a scrape timeout that a busy machine meets.
+            wait_until(lambda: len(sent) >= 3, timeout=60, what="the first requests")
+            assert main(["monitor", "--over", "1", "--timeout", "10"]) == 0
         finally:
             stop.set()
             thread.join(timeout=30)
