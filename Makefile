@@ -17,14 +17,20 @@ help:
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
 
+# One status line per step, then pip's own output (what it fetches, its progress bars).
 $(PY):
+	@echo "== install 1/4: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	@echo "== install 2/4: an up-to-date pip"
+	$(PY) -m pip install --upgrade --progress-bar on pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
-	touch $@
+	@echo "== install 3/4: torch ($(TORCH_SPEC), the CPU wheel; skipped when present)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --progress-bar on "$(TORCH_SPEC)"
+	@echo "== install 4/4: hybridnb and its dev extra (editable)"
+	$(PY) -m pip install --progress-bar on -e ".[dev]"
+	@touch $@
+	@echo "== installed: $(VENV)/bin/hybridnb"
 
 install: $(VENV)/.installed
 

@@ -36,18 +36,24 @@ class Cleaned:
 
 
 def terminate(record: Record, grace: float = 5.0) -> list[int]:
-    """Stop the record's live local processes and their children; return the pids stopped."""
+    """Stop the record's live local processes and their children; return the pids stopped.
+
+    Each process counts once, children first: a record often lists a process and its
+    own child (a cluster's keeper and its worker's nanny).
+    """
     import psutil
 
-    procs: list[psutil.Process] = []
+    found: dict[int, psutil.Process] = {}
     for ref in record.pids:
         if not ref.alive():
             continue
         try:
             proc = psutil.Process(ref.pid)
-            procs += [*proc.children(recursive=True), proc]
+            for p in [*proc.children(recursive=True), proc]:
+                found.setdefault(p.pid, p)
         except psutil.Error:
             continue
+    procs = list(found.values())
     for proc in procs:
         try:
             proc.send_signal(signal.SIGTERM)

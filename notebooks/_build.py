@@ -105,9 +105,9 @@ QUICKSTART = [
     epochs = 12
     precision = "bf16"       # falls back to fp32 with a warning on CPUs without bf16
     replicas = 2             # endpoint replicas
-    requests = 400           # requests of generated traffic
-    concurrency = 8          # client threads sending them
-    latency_alert_ms = 0.5   # p99 threshold of the demo alert rule (low, so it fires)
+    requests = 400           # requests in the traffic burst
+    concurrency = 8          # client threads sending them at once
+    latency_alert_ms = 10.0  # latency objective: alert when server-side p99 exceeds it
     out_dir = "build/demo"   # data, run, plots and metrics go here
     """),
     code(IMPORTS),
@@ -181,8 +181,19 @@ QUICKSTART = [
 
     The bundle is served by `replicas` server processes behind a router speaking the
     Open Inference Protocol. The embedded **collector** scrapes the router and the
-    replicas twice a second and evaluates an alert rule on p99 latency; the threshold
-    is set low so the generated traffic trips it.
+    replicas twice a second and evaluates one alert rule, a latency objective:
+    **server-side p99 above `latency_alert_ms` (10 ms)**, from the replicas' own
+    histogram of inference requests over the last minute. 10 ms is a bucket bound, so
+    the rule fires exactly when more than 1 % of requests took longer than that.
+
+    Traffic comes in two parts: requests from one client, one at a time (the endpoint's
+    unloaded latency: a few milliseconds), then a burst of `requests` from `concurrency`
+    threads at once. When the burst outruns the machine's cores, requests queue at the
+    replicas and p99 passes the objective: the alert fires because the endpoint really
+    is saturated, and the summary says by how much (on a machine with cores to spare it
+    may not fire, and the summary says that too). Client-side latency, measured in this
+    kernel, adds the router hop and the client threads' own waiting: it is reported
+    apart from the server-side figure.
 
     The endpoint applies the bundle's preprocessing itself, so it gets raw pixels: the
     split step alone, without the scaling, gives the same test images raw.
@@ -199,37 +210,63 @@ QUICKSTART = [
     images = x_test.numpy()[:, None].astype("float32")
     labels = y_test.numpy()
 
+    # Server-side p99: the replicas' histogram of inference requests (health checks and
+    # scrapes left out) over the last minute. The dashboard plots it; the rule checks it.
+    SERVER_P99 = ("histogram_quantile(0.99, sum by (le) (rate(hybridnb_endpoint_request_"
+                  'duration_seconds_bucket{route="/v2/models/{name}/infer"}[1m])))')
     rule = Rule(name="EndpointLatencyHigh", severity="warning",
-                expr="histogram_quantile(0.99, sum by (le) (rate("
-                     "hybridnb_endpoint_request_duration_seconds_bucket[1m]))) > "
-                     f"{latency_alert_ms / 1000!r}",
-                summary=f"p99 latency above {latency_alert_ms:g} ms")
+                expr=f"{SERVER_P99} > {latency_alert_ms / 1000!r}",
+                summary=f"server-side p99 latency above {latency_alert_ms:g} ms")
     collector.alerts.rules.append(rule)
 
     with hybridnb.deploy(bundle, site=site, replicas=replicas) as endpoint:
         print(endpoint)
-        collector.collect_once()  # a round before the traffic and one after: rate() sees
-        latency_ms, predicted = send_traffic(endpoint, images, requests, concurrency)
-        collector.collect_once()  # the whole burst, however short next to the interval
+        # The whole test split, in batches: what the endpoint answers for what training
+        # measured.
+        scores = np.concatenate([endpoint.predict(images[i:i + 64])
+                                 for i in range(0, len(images), 64)])
+        collector.collect_once()
+        send_traffic(endpoint, images, 50, 1)  # one client, one request at a time
+        one_client_at = time.time()
+        collector.collect_once(now=one_client_at)
+        latency_ms, _ = send_traffic(endpoint, images, requests, concurrency)
+        burst_at = time.time()
+        collector.collect_once(now=burst_at)  # the whole burst, however short it was
         time.sleep(2.0)  # a few more scrapes for the dashboard
         status = endpoint.status()
         alerts = list(collector.alerts.history)
     print(f"endpoint closed: {endpoint.closed}")
     """),
     code("""
-    n = len(latency_ms)
-    accuracy = float(np.mean(predicted == labels[np.arange(n) % len(labels)]))
-    p50, p99 = (float(np.percentile(latency_ms, q)) for q in (50, 99))
+    def server_p99_ms(at):
+        \"\"\"The rule's p99, evaluated at a round of the collector (as the rule was).\"\"\"
+        frame = Monitor(store_path=metrics_db).query(SERVER_P99, window=0, end=at)
+        return round(float(frame["value"].iloc[-1]) * 1000, 2) if len(frame) else None
+
+
+    accuracy = float(np.mean(scores.argmax(1) == labels))
+    client_p50, client_p99 = (round(float(np.percentile(latency_ms, q)), 2) for q in (50, 99))
+    burst_p99, one_client_p99 = server_p99_ms(burst_at), server_p99_ms(one_client_at)
     fired = sorted({a.alert for a in alerts if a.state == "firing"})
-    hybridnb.record("endpoint_accuracy", accuracy)
-    hybridnb.record("p50_ms", round(p50, 2))
-    hybridnb.record("p99_ms", round(p99, 2))
-    hybridnb.record("requests", n)
-    hybridnb.record("replicas_healthy", status["healthy"])
-    hybridnb.record("alerts_fired", fired)
-    print(f"{n} requests from {concurrency} threads: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"accuracy {accuracy:.2%} on the test split ({len(labels)} images)")
-    print(f"alerts fired: {', '.join(fired) or 'none'}")
+    fired_at = next((round(a.value * 1000, 2) for a in alerts
+                     if a.alert == rule.name and a.state == "firing"), None)
+    results = {"endpoint_accuracy": accuracy, "test_images": len(labels),
+               "requests": len(latency_ms), "concurrency": concurrency,
+               "client_p50_ms": client_p50, "client_p99_ms": client_p99,
+               "server_p99_ms": burst_p99, "server_p99_one_client_ms": one_client_p99,
+               "latency_alert_ms": latency_alert_ms, "alerts_fired": fired,
+               "alert_value_ms": fired_at, "replicas_healthy": status["healthy"]}
+    for name, value in results.items():
+        hybridnb.record(name, value)
+    print(f"endpoint accuracy {accuracy:.2%} on the {len(labels)} test images "
+          f"(training measured {result.accuracy:.2%})")
+    print(f"server-side p99 (replicas' histogram): {one_client_p99} ms from one client, "
+          f"{burst_p99} ms under the burst")
+    print(f"client-side ({len(latency_ms)} requests from {concurrency} threads in this "
+          f"kernel): p50 {client_p50} ms, p99 {client_p99} ms")
+    verdict = (f"fired at {fired_at} ms" if fired_at is not None
+               else f"did not fire: p99 stayed at or under {latency_alert_ms:g} ms")
+    print(f"{rule.name} (server-side p99 > {latency_alert_ms:g} ms): {verdict}")
     """),
     md("""
     ## 5. Monitoring
@@ -553,13 +590,14 @@ ENDPOINT = [
 
     with hybridnb.deploy(bundle, site=site, replicas=replicas) as endpoint:
         print(endpoint)
-        batch = endpoint.predict(images[:64])                       # OIP v2, binary tensors
-        batch_accuracy = float(np.mean(batch.argmax(1) == labels[:64]))
+        # OIP v2 with binary tensors: the whole test split, 64 images a request.
+        scores = np.concatenate([endpoint.predict(images[i:i + 64])
+                                 for i in range(0, len(images), 64)])
         v1 = httpx.post(f"{endpoint.url}/v1/models/{bundle.name}:predict",  # KServe v1 JSON
                         json={"instances": images[:2].tolist()}, headers=endpoint.headers)
         v2_meta = httpx.get(f"{endpoint.url}/v2/models/{bundle.name}",
                             headers=endpoint.headers).json()
-        latency_ms, predicted = send_traffic(endpoint, images, requests, concurrency)
+        latency_ms, _ = send_traffic(endpoint, images, requests, concurrency)
         endpoint.scale(replicas + 1)
         scaled = endpoint.status()
     print(f"v1 answered {v1.status_code}: {len(v1.json()['predictions'])} predictions")
@@ -567,16 +605,20 @@ ENDPOINT = [
     print(f"after scale: {scaled['healthy']} healthy replicas; closed: {endpoint.closed}")
     """),
     code("""
-    n = len(latency_ms)
-    accuracy = float(np.mean(predicted == labels[np.arange(n) % len(labels)]))
+    accuracy = float(np.mean(scores.argmax(1) == labels))
+    trained_accuracy = bundle.meta["metrics"].get("test_accuracy")
     p50, p99 = (float(np.percentile(latency_ms, q)) for q in (50, 99))
-    hybridnb.record("batch_accuracy", batch_accuracy)
+    hybridnb.record("test_accuracy", trained_accuracy)
     hybridnb.record("endpoint_accuracy", accuracy)
-    hybridnb.record("p50_ms", round(p50, 2))
-    hybridnb.record("p99_ms", round(p99, 2))
+    hybridnb.record("test_images", len(labels))
+    hybridnb.record("client_p50_ms", round(p50, 2))
+    hybridnb.record("client_p99_ms", round(p99, 2))
     hybridnb.record("v1_status", v1.status_code)
     hybridnb.record("replicas_after_scale", scaled["healthy"])
-    print(f"{n} requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms, accuracy {accuracy:.2%}")
+    print(f"endpoint accuracy {accuracy:.2%} on the {len(labels)} test images "
+          f"(training measured {trained_accuracy:.2%})")
+    print(f"{len(latency_ms)} requests from {concurrency} threads, client-side: "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     """),
     code("""
     from matplotlib.figure import Figure
@@ -586,7 +628,8 @@ ENDPOINT = [
     ax.hist(latency_ms, bins=40)
     ax.axvline(p50, color="k", linestyle="--", label=f"p50 {p50:.1f} ms")
     ax.axvline(p99, color="r", linestyle="--", label=f"p99 {p99:.1f} ms")
-    ax.set_xlabel("latency (ms)")
+    ax.set_xlabel("client-side latency (ms)")
+    ax.set_ylabel("requests")
     ax.legend()
     fig.savefig(out / "latency.png", dpi=80)
     fig
@@ -602,15 +645,17 @@ MONITORING = [
     The embedded **collector** scrapes everything hybridnb started (endpoints, Dask
     schedulers, training runs) into SQLite and evaluates **alert rules**; `Monitor`
     queries it with a subset of PromQL, or queries a real Prometheus with the same calls.
-    Here: an endpoint under traffic, a latency rule and a target-down rule that both
-    fire, plots, and the rules exported for Prometheus.
+    Here: an endpoint under traffic, two rules — a latency objective (server-side p99
+    above `latency_alert_ms`), which fires when the burst of requests outruns the cores,
+    and a target-down rule, which fires when a replica goes away — plots, and the rules
+    exported for Prometheus.
     """),
     params("""
     replicas = 2
     requests = 200
     concurrency = 4
     interval = 0.5           # seconds between scrapes
-    latency_alert_ms = 0.5   # p99 threshold (low, so the traffic trips it)
+    latency_alert_ms = 10.0  # latency objective: alert when server-side p99 exceeds it
     out_dir = "build/notebooks/05_monitoring"
     """),
     code(IMPORTS),
@@ -631,12 +676,13 @@ MONITORING = [
     code("""
     from hybridnb.monitor import Rule, rules_yaml
 
+    # Server-side p99 of inference requests (health checks and scrapes left out).
+    SERVER_P99 = ("histogram_quantile(0.99, sum by (le) (rate(hybridnb_endpoint_request_"
+                  'duration_seconds_bucket{route="/v2/models/{name}/infer"}[1m])))')
     rules = [
         Rule(name="EndpointLatencyHigh", severity="warning",
-             expr="histogram_quantile(0.99, sum by (le) (rate("
-                  "hybridnb_endpoint_request_duration_seconds_bucket[1m]))) > "
-                  f"{latency_alert_ms / 1000!r}",
-             summary=f"p99 latency above {latency_alert_ms:g} ms"),
+             expr=f"{SERVER_P99} > {latency_alert_ms / 1000!r}",
+             summary=f"server-side p99 latency above {latency_alert_ms:g} ms"),
         Rule(name="TargetDown", expr="up == 0", severity="critical",
              summary="a replica cannot be scraped"),
     ]
@@ -660,7 +706,8 @@ MONITORING = [
         # however short it is next to the scrape interval.
         collector.collect_once()
         latency_ms, _ = send_traffic(endpoint, images, requests, concurrency)
-        collector.collect_once()
+        burst_at = time.time()
+        collector.collect_once(now=burst_at)
         time.sleep(4 * interval)
         endpoint.scale(1)
         time.sleep(4 * interval)
@@ -679,10 +726,14 @@ MONITORING = [
     from hybridnb.monitor import Monitor, dashboard, plot_latency, plot_requests
 
     m = Monitor(store_path=metrics_db)
-    p99 = m.quantile(0.99, "hybridnb_endpoint_request_duration_seconds", window="5m")
-    hybridnb.record("p99_ms_max", round(float(p99["value"].max()) * 1000, 2)
-                    if not p99.empty else None)
-    hybridnb.record("client_p99_ms", round(float(np.percentile(latency_ms, 99)), 2))
+    burst = m.query(SERVER_P99, window=0, end=burst_at)  # as the rule saw it then
+    server_p99 = round(float(burst["value"].iloc[-1]) * 1000, 2) if len(burst) else None
+    client_p99 = round(float(np.percentile(latency_ms, 99)), 2)
+    hybridnb.record("server_p99_ms", server_p99)
+    hybridnb.record("client_p99_ms", client_p99)
+    hybridnb.record("latency_alert_ms", latency_alert_ms)
+    print(f"server-side p99 after the burst {server_p99} ms (objective {latency_alert_ms:g} "
+          f"ms); client-side p99 {client_p99} ms")
     m.targets()
     """),
     code("""

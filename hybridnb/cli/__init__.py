@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _typer_command(app: typer.Typer) -> Any:  # click's Command, or typer's vendored one
     import typer.main
 
-    return typer.main.get_command(app)
+    from .common import tidy
+
+    return tidy(typer.main.get_command(app))
 
 
 def run() -> None:

@@ -20,11 +20,15 @@ app = typer.Typer(help="Start, stop and list Dask clusters on sites.", no_args_i
 
 @app.command("up")
 def up(ctx: typer.Context, site: str = typer.Argument("local", help="A configured site."),
-       workers: int | None = typer.Option(None, "--workers", "-n", help="Number of workers."),
-       threads: int | None = typer.Option(None, "--threads", help="Threads per worker."),
-       memory: str | None = typer.Option(None, "--memory", help="Memory per worker, e.g. 4GiB."),
+       workers: int | None = typer.Option(None, "--workers", "-n", metavar="N",
+                                          help="Number of workers."),
+       threads: int | None = typer.Option(None, "--threads", metavar="N",
+                                          help="Threads per worker."),
+       memory: str | None = typer.Option(None, "--memory", metavar="SIZE",
+                                         help="Memory per worker, e.g. 4GiB."),
        name: str | None = typer.Option(None, "--name", help="Name shown by 'cluster list'."),
-       timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for it.")) -> None:
+       timeout: float = typer.Option(120.0, "--timeout", metavar="SECONDS",
+                                      help="Seconds to wait for it to start.")) -> None:
     """Start a cluster on SITE in the background and print its address."""
     from ..state import StateStore, Status, state_home
 
@@ -55,6 +59,7 @@ def up(ctx: typer.Context, site: str = typer.Argument("local", help="A configure
         if rec is not None and rec.status is Status.running and any(
                 p.pid == pid for p in rec.pids):
             typer.echo(f"cluster {name} ({rec.id}) on {site}: {rec.address}")
+            typer.echo(f"dashboard: {rec.spec.get('dashboard') or 'none (no dashboard)'}")
             typer.echo(f"connect: hybridnb.connect({name!r})   stop: hybridnb cluster down {name}")
             return
         if os.waitpid(pid, os.WNOHANG) != (0, 0):
@@ -114,5 +119,6 @@ def list_(all_: bool = typer.Option(False, "--all", "-a", help="Include stopped 
     if not records:
         typer.echo("no clusters running")
         return
-    table(None, ["name", "id", "site", "backend", "status", "address"],
-          [[r.name, r.id, r.site, r.backend, r.status.value, r.address] for r in records])
+    table(None, ["name", "id", "site", "backend", "status", "address", "dashboard"],
+          [[r.name, r.id, r.site, r.backend, r.status.value, r.address,
+            r.spec.get("dashboard")] for r in records])

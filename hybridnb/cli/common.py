@@ -49,6 +49,47 @@ def options(ctx: typer.Context) -> Options:
     return root.obj
 
 
+def tidy(command: Any) -> Any:
+    """Polish the help of ``command`` and every command below it, in place.
+
+    - commands are listed sorted by name;
+    - no type placeholders (``<bool>``, ``<int>``, ``<path>``): a flag shows none, an
+      option its metavar (``--timeout SECONDS``), or else its long name in capitals
+      (``--eval EVAL``), an argument its name in capitals.
+
+    typer builds the click command tree (its own vendored click) afresh for each run,
+    so this runs on each tree: see :func:`hybridnb.cli.main`.
+    """
+    for param in command.params:
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            # typer prints the type beside an argument's name; the name says enough.
+            param.display_type_rich = _no_type
+        elif param.is_flag or param.count:
+            param.metavar = ""
+        elif param.metavar is None:
+            longest = max(param.opts, key=len).lstrip("-")
+            param.metavar = longest.upper().replace("-", "_")
+    make_help = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag: no <bool>
+        return option
+
+    command.get_help_option = get_help_option
+    if hasattr(command, "commands"):
+        command.commands = dict(sorted(command.commands.items()))
+        for sub in command.commands.values():
+            tidy(sub)
+    return command
+
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """``["sites.local.capacity.cpu=4"]`` → ``{"sites.local.capacity.cpu": 4}`` (YAML values)."""
     import yaml
@@ -75,6 +116,16 @@ def console() -> Console:
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def elapsed(seconds: float) -> str:
+    """``M:SS`` for progress lines.
+
+    >>> elapsed(75.4)
+    '1:15'
+    """
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:

@@ -18,9 +18,10 @@ def prepare(ctx: typer.Context,
             site: str | None = typer.Option(None, "--site",
                                             help="Run on this site's cluster; default: the "
                                                  "file's 'site', else in this process."),
-            out: Path | None = typer.Option(None, "--out", help="Output directory "
+            out: Path | None = typer.Option(None, "--out", metavar="DIR", help="Output directory "
                                                                 "(overrides the file's)."),
-            workers: int | None = typer.Option(None, "--workers", help="Workers to start."),
+            workers: int | None = typer.Option(None, "--workers", metavar="N",
+                                                help="Workers to start."),
             force: bool = typer.Option(False, "--force", help="Recompute even if up to date."),
             as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
             ) -> None:

@@ -26,8 +26,10 @@ def serve(bundle: Path = typer.Argument(..., help="The model bundle directory.")
               None, "--max-latency-ms", help="How long a batch waits to fill."),
           no_batching: bool = typer.Option(False, "--no-batching",
                                            help="Run every request alone."),
-          max_in_flight: int | None = typer.Option(None, "--max-in-flight"),
-          max_queue: int | None = typer.Option(None, "--max-queue"),
+          max_in_flight: int | None = typer.Option(
+              None, "--max-in-flight", help="Requests in the running model call."),
+          max_queue: int | None = typer.Option(
+              None, "--max-queue", help="Requests waiting; beyond, 503 with Retry-After."),
           timeout: float | None = typer.Option(None, "--timeout",
                                                help="Per-request timeout in seconds."),
           threads: int | None = typer.Option(None, "--threads", help="Torch threads.")
@@ -162,7 +164,11 @@ def deploy(ctx: typer.Context,
                batching=False if no_batching else None, autoscale=autoscale)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    typer.echo(f"{ep!r} (Ctrl-C stops)", err=True)
+    st = ep.status()
+    typer.echo(f"endpoint {loaded.name!r} at {ep.url}: {st['healthy']} of "
+               f"{len(st['replicas'])} replicas healthy, {routing} routing", err=True)
+    typer.echo(f"  infer: POST {ep.url}/v2/models/{loaded.name}/infer   metrics: "
+               f"{ep.url}/metrics   stop: Ctrl-C", err=True)
     try:
         while not stop.wait(0.5):
             pass

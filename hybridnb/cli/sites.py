@@ -33,7 +33,7 @@ def list_sites(ctx: typer.Context,
 def show(ctx: typer.Context, name: str = typer.Argument(..., help="Site name."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show one site in full, with where each value came from."""
-    from .config_cmd import render
+    from .config_cmd import render, size_paths
 
     config = options(ctx).config()
     site = config.site(name)
@@ -42,7 +42,8 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="Site name."),
         print_json(data)
         return
     typer.echo(f"{name}:")
-    for line in render(data, config.sources, ("sites", name), indent=1):
+    for line in render(data, config.sources, ("sites", name), indent=1,
+                       sizes=size_paths(site, ("sites", name))):
         typer.echo(line)
 
 

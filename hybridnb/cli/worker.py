@@ -65,10 +65,17 @@ def worker_command(scheduler: str, site_name: str, config: HybridConfig,
 def worker(ctx: typer.Context,
            scheduler: str = typer.Argument(..., help="Scheduler address, tcp:// or tls://"),
            site: str = typer.Option(..., "--site", help="The site this worker belongs to."),
-           nthreads: int | None = typer.Option(None, "--nthreads"),
-           memory_limit: str | None = typer.Option(None, "--memory-limit"),
-           host: str | None = typer.Option(None, "--host", help="Address to listen on."),
-           name: str | None = typer.Option(None, "--name")) -> None:
+           nthreads: int | None = typer.Option(None, "--nthreads", metavar="N",
+                                               help="Threads of the worker (default: "
+                                                    "Dask's, one per core)."),
+           memory_limit: str | None = typer.Option(None, "--memory-limit", metavar="SIZE",
+                                                   help="Memory the worker may use, e.g. "
+                                                        "8GiB (default: Dask's)."),
+           host: str | None = typer.Option(None, "--host", metavar="ADDRESS",
+                                           help="Address to listen on."),
+           name: str | None = typer.Option(None, "--name",
+                                           help="The worker's name (default: Dask's)."),
+           ) -> None:
     """Run a Dask worker for SITE that joins SCHEDULER (replaces this process)."""
     cmd = worker_command(scheduler, site, options(ctx).config(), nthreads, memory_limit,
                          host, name)

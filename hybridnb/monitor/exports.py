@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -165,19 +166,61 @@ def write_exports(out_dir: str | Path, *, rules: list[Rule] | None = None,
 
 
 def status(*, state: StateStore | None = None, store_path: str | Path | None = None,
-           rules: list[Rule] | None = None, timeout: float = 1.0) -> dict[str, Any]:
-    """Scrape every discovered target once, evaluate ``rules``: targets and firing alerts.
+           rules: list[Rule] | None = None, timeout: float = 1.0,
+           gap: float = 1.0) -> dict[str, Any]:
+    """Scrape every discovered target, evaluate ``rules``: targets and firing alerts.
 
-    One round of a :class:`~hybridnb.monitor.collector.Collector`; what a CLI shows.
+    Two rounds ``gap`` seconds apart (one when ``gap`` is 0) of a
+    :class:`~hybridnb.monitor.collector.Collector`: what a CLI shows. Each endpoint
+    target also gets ``requests_per_second`` and ``p99_seconds`` of its inference
+    requests between the rounds (``None`` when it answered none; health checks and
+    scrapes do not count).
     """
     from .collector import Collector
 
     collector = Collector(interval=timeout, store_path=store_path, state=state,
                           rules=default_rules() if rules is None else rules, host=False)
+    first = end = time.time()
     try:
-        collector.collect_once()
+        collector.collect_once(now=first)
+        if gap > 0:
+            time.sleep(gap)
+            end = time.time()
+            collector.collect_once(now=end)
+        # rate() over a window that holds both rounds, however long the first one took.
+        values = _endpoint_values(collector.store, end, 1.25 * (end - first)) if gap else {}
     finally:
         collector.stop()
-    return {"targets": collector.health(),
+    return {"targets": [{**t, **values.get(t["instance"], {})} for t in collector.health()],
             "firing": [{"alert": a.alert, "severity": a.severity, "labels": a.labels,
                         "value": a.value} for a in collector.alerts.firing()]}
+
+
+# Inference routes of a replica; a router counts every request it forwards.
+_INFER = '{route=~"/v2/models/.+/infer|/v1/models/.+"}'
+
+
+def _endpoint_values(store: Any, at: float, window: float) -> dict[str, dict[str, Any]]:
+    """Per endpoint instance: requests/s and p99 seconds over the ``window`` before ``at``."""
+    import numpy as np
+
+    from .promql import evaluate
+
+    over = f"{max(window, 0.1) * 1000:.0f}ms"
+
+    def by_instance(expr: str) -> dict[str, float]:
+        result = evaluate(expr, store, np.array([at]))
+        if not isinstance(result, dict):
+            return {}
+        return {dict(key).get("instance", ""): float(arr[0]) for key, arr in result.items()
+                if not np.isnan(arr[0])}
+
+    out: dict[str, dict[str, Any]] = {}
+    for prefix, match in (("hybridnb_endpoint", _INFER), ("hybridnb_router", "")):
+        rates = by_instance(f"sum by (instance) (rate({prefix}_requests_total{match}[{over}]))")
+        p99 = by_instance(f"histogram_quantile(0.99, sum by (le, instance) (rate("
+                          f"{prefix}_request_duration_seconds_bucket{match}[{over}])))")
+        for instance, rate in rates.items():
+            out[instance] = {"requests_per_second": rate,
+                             "p99_seconds": p99.get(instance) if rate > 0 else None}
+    return out

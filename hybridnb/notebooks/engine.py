@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -80,9 +81,11 @@ class ThrottledExecutionManager(NotebookExecutionManager):
         output_path: str | None = None,
         *,
         save_every: float | None = None,
+        on_cell_start: Callable[[Any], None] | None = None,
         **kwargs: Any,
     ):
         super().__init__(nb, output_path=output_path, **kwargs)
+        self.on_cell_start = on_cell_start
         self.save_every = SAVE_EVERY if save_every is None else float(save_every)
         if self.save_every < 0:
             raise ValueError(
@@ -97,6 +100,8 @@ class ThrottledExecutionManager(NotebookExecutionManager):
     def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
         self._running = cell
         super().cell_start(cell, cell_index, **kwargs)
+        if self.on_cell_start is not None:  # markdown cells too: they name the stages
+            self.on_cell_start(cell)
 
     def stopped(self) -> None:
         """Mark the cell that was running as failed: a timeout or a dead kernel stopped it.
@@ -150,8 +155,9 @@ class HybridnbEngine(NBClientEngine):
     """nbclient execution with throttled saves and per-run kernel settings.
 
     Extra keyword arguments of ``papermill.execute_notebook(..., engine_name="hybridnb")``:
-    ``save_every`` (seconds), ``kernel_env`` (the kernel's whole environment) and
-    ``kernel_cwd`` (the kernel's working directory).
+    ``save_every`` (seconds), ``on_cell_start`` (called with each cell, markdown ones
+    included, as the run reaches it), ``kernel_env`` (the kernel's whole environment)
+    and ``kernel_cwd`` (the kernel's working directory).
     """
 
     @classmethod
@@ -164,6 +170,7 @@ class HybridnbEngine(NBClientEngine):
         log_output: bool = False,
         autosave_cell_every: int = 30,
         save_every: float | None = None,
+        on_cell_start: Callable[[Any], None] | None = None,
         **kwargs: Any,
     ) -> Any:
         # papermill's Engine.execute_notebook, with this module's execution manager.
@@ -174,6 +181,7 @@ class HybridnbEngine(NBClientEngine):
             log_output=log_output,
             autosave_cell_every=autosave_cell_every,
             save_every=save_every,
+            on_cell_start=on_cell_start,
         )
         nb_man.notebook_start()
         returned = False

@@ -46,6 +46,35 @@ def recorded() -> dict[str, Any]:
     return dict(_local)
 
 
+def format_value(value: Any, name: str = "") -> str:
+    """A recorded value as people read it: a ratio whose ``name`` says *accuracy* as a
+    percentage, other floats to 4 significant digits, lists and mappings on one line
+    (the CLI's summaries and the HTML report use it).
+
+    >>> format_value(0.9777777777777777), format_value(0.98134, "test_accuracy")
+    ('0.9778', '98.13 %')
+    >>> format_value(["edge1", "local"]), format_value({"train": 1437, "test": 180})
+    ('edge1, local', 'train 1437, test 180')
+    >>> format_value(None), format_value(True), format_value(float("nan"))
+    ('–', 'true', '–')
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if "accuracy" in name and 0.0 <= value <= 1.0:
+            return f"{100 * value:.2f} %"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {format_value(v, str(k))}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v, name) for v in value) or "none"
+    return str(value)
+
+
 def read_records(path: str | Path) -> dict[str, Any]:
     """The records in a record file: the last value of each name."""
     out: dict[str, Any] = {}

@@ -5,19 +5,20 @@ long it took, the parameters it ran with (each with its default and the comment 
 ``parameters`` cell), the key results (what the notebook recorded with
 :func:`hybridnb.record`), and links to the executed notebook and the plots beside it.
 
->>> format_value("test_accuracy", 0.98134), format_value("p99_ms", 12.3456)
+>>> format_value(0.98134, "test_accuracy"), format_value(12.3456, "p99_ms")
 ('98.13 %', '12.35')
->>> format_value("samples", {"train": 1437, "test": 180})
+>>> format_value({"train": 1437, "test": 180}, "samples")
 'train 1437, test 180'
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from .records import format_value
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +41,6 @@ _STYLE = """
 .hybridnb-summary .error { color: #c62828; white-space: pre-wrap; }
 </style>
 """
-
-
-def format_value(name: str, value: Any) -> str:
-    """A recorded value as a person reads it: ratios named *accuracy* as percentages,
-    floats to four significant digits, mappings and lists on one line."""
-    if isinstance(value, bool) or value is None:
-        return "none" if value is None else str(value).lower()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        if "accuracy" in name and 0.0 <= value <= 1.0:
-            return f"{100 * value:.2f} %"
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {format_value(str(k), v)}" for k, v in value.items()) or "none"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(name, v) for v in value) or "none"
-    return str(value)
 
 
 def _numeric(value: Any) -> bool:
@@ -99,12 +80,12 @@ def summary_html(notebook: Path, *, parameters: dict[str, Any] | None = None,
     for name, info in declared.items():
         default = str(info.get("default", ""))
         if name in parameters:
-            value, note = format_value(name, parameters.pop(name)), f"set (default {default})"
+            value, note = format_value(parameters.pop(name), name), f"set (default {default})"
         else:
             value, note = default, "default"
         about = str(info.get("help") or "")
         rows.append((name, value, note, about))
-    rows += [(name, format_value(name, v), "not declared", "") for name, v in
+    rows += [(name, format_value(v, name), "not declared", "") for name, v in
              parameters.items()]
     if rows:
         body = "".join(f"<tr><td><code>{escape(n)}</code></td><td>{escape(v)}</td>"
@@ -118,7 +99,7 @@ def summary_html(notebook: Path, *, parameters: dict[str, Any] | None = None,
         for k, v in records.items():
             align = ' class="num"' if _numeric(v) else ""
             cells.append(f"<tr><td>{escape(k.replace('_', ' '))}</td>"
-                         f"<td{align}>{escape(format_value(k, v))}</td></tr>")
+                         f"<td{align}>{escape(format_value(v, k))}</td></tr>")
         body = "".join(cells)
         parts.append("<h2>Results</h2><table><thead><tr><th>result</th><th>value</th>"
                      f"</tr></thead><tbody>{body}</tbody></table>")

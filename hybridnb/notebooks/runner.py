@@ -15,6 +15,8 @@ import logging
 import os
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from html import escape
@@ -28,6 +30,17 @@ from .report import write_report
 from .secrets import refuse_secret_parameters
 
 logger = logging.getLogger(__name__)
+
+
+class _KnownUnknowns(logging.Filter):
+    """Drop papermill's "Passed unknown parameter" warnings: :func:`check_parameters`
+    has already refused the name, or reported it once with its did-you-mean."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Passed unknown parameter")
+
+
+logging.getLogger("papermill").addFilter(_KnownUnknowns())
 
 
 class Outcome(str, Enum):
@@ -87,23 +100,45 @@ class NotebookRun:
                 f"<table><tr><th>record</th><th>value</th></tr>{rows}</table>")
 
 
-def check_parameters(notebook: Path, parameters: dict[str, Any]) -> list[str]:
+def check_parameters(notebook: Path, parameters: dict[str, Any], *,
+                     allow_unknown: bool = False) -> list[str]:
     """Validate ``parameters`` against the notebook's ``parameters`` cell.
 
-    Returns warnings (undeclared names, listing the declared ones); raises UsageError for
-    secret-looking names and for values of the wrong type.
+    A name the cell does not declare is a mistake (a typo would otherwise run the
+    notebook with its default): :class:`~hybridnb.errors.UsageError` naming the close
+    match and the declared names, unless ``allow_unknown``, which turns each into a
+    warning (returned). Secret-looking names and values of the wrong type are always
+    refused.
+
+    >>> from hybridnb.testing.notebooks import make_notebook
+    >>> import tempfile, pathlib
+    >>> nb = make_notebook(pathlib.Path(tempfile.mkdtemp()) / "nb.ipynb", ["pass"],
+    ...                    parameters="epochs = 10")
+    >>> check_parameters(nb, {"epochs": 5})
+    []
+    >>> check_parameters(nb, {"epoch": 5})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    hybridnb.errors.UsageError: nb.ipynb declares no parameter 'epoch' (did you mean ...
+    >>> check_parameters(nb, {"epoch": 5}, allow_unknown=True)  # doctest: +ELLIPSIS
+    ["parameter 'epoch' is not declared in nb.ipynb (did you mean 'epochs'?); ..."]
     """
     from papermill.inspection import inspect_notebook
 
     refuse_secret_parameters(list(parameters))
     declared = inspect_notebook(str(notebook))
-    warnings = []
+    listed = ", ".join(declared) or "none (no cell tagged 'parameters')"
+    unknown = [name for name in parameters if name not in declared]
+    if unknown and not allow_unknown:
+        names = "; ".join(f"{name!r}{did_you_mean(name, declared)}" for name in unknown)
+        raise UsageError(f"{notebook.name} declares no parameter {names}; declared: "
+                         f"{listed}. Fix the name, or pass --allow-unknown-parameters "
+                         "(allow_unknown=True) to inject it anyway")
+    warnings = [f"parameter {name!r} is not declared in {notebook.name}"
+                f"{did_you_mean(name, declared)}; declared: {listed}" for name in unknown]
     for name, value in parameters.items():
         spec = declared.get(name)
         if spec is None:
-            listed = ", ".join(declared) or "none (no cell tagged 'parameters')"
-            warnings.append(f"parameter {name!r} is not declared in {notebook.name}"
-                            f"{did_you_mean(name, declared)}; declared: {listed}")
             continue
         kind = _declared_type(spec)
         allowed = _TYPES.get(kind)
@@ -135,14 +170,25 @@ def _matches(value: Any, allowed: tuple[type, ...]) -> bool:
 
 
 def default_output(notebook: Path) -> Path:
-    return notebook.with_name(f"{notebook.stem}.output.ipynb")
+    """Where a run writes when no output is given: under ``$HYBRIDNB_HOME/notebooks``,
+    one new file per run, never next to the source (a checkout stays clean).
+
+    >>> default_output(Path("notebooks/03_training.ipynb")).parent.name
+    'notebooks'
+    """
+    from ..state import state_home
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return state_home() / "notebooks" / f"{notebook.stem}-{stamp}-{uuid.uuid4().hex[:4]}.ipynb"
 
 
 def run_notebook(notebook: str | Path, output: str | Path | None = None,
                  parameters: dict[str, Any] | None = None, *, timeout: float | None = None,
                  kernel_name: str | None = None, cwd: str | Path | None = None,
                  report: bool = False, record: bool = True, store: Any = None,
-                 site: str = "local", save_every: float | None = None) -> NotebookRun:
+                 site: str = "local", save_every: float | None = None,
+                 allow_unknown: bool = False,
+                 on_section: Callable[[str], None] | None = None) -> NotebookRun:
     """Execute ``notebook`` with papermill and return what happened.
 
     Parameters
@@ -159,6 +205,12 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
         Seconds between saves of the partial output while cells run (``None``: the
         engine's default, :data:`hybridnb.notebooks.engine.SAVE_EVERY`); the output is
         always saved when the run ends, however it ends.
+    allow_unknown:
+        Inject parameters the notebook does not declare (a warning each) instead of
+        refusing them (see :func:`check_parameters`).
+    on_section:
+        Called with each ``##`` heading of the notebook as the run reaches it (the
+        CLI prints one line per stage).
 
     Examples
     --------
@@ -182,9 +234,9 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
         raise UsageError(f"cwd={str(cwd)!r} is not a directory: give the directory the "
                          "notebook's kernel should start in")
     params = dict(parameters or {})
-    warnings = check_parameters(src, params)
-    for w in warnings:
-        logger.warning(w)
+    warnings = check_parameters(src, params, allow_unknown=allow_unknown)
+    for w in warnings:  # returned to the caller, which shows them (the CLI: once)
+        logger.info(w)
     out = Path(output) if output is not None else default_output(src)
     out.parent.mkdir(parents=True, exist_ok=True)
     st = (store or StateStore()) if record else None
@@ -206,7 +258,7 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
                             log_output=False, execution_timeout=timeout,
                             kernel_env=kernel_env,
                             kernel_cwd=str(Path(cwd).resolve()) if cwd else None,
-                            save_every=save_every)
+                            save_every=save_every, on_cell_start=_announcer(on_section))
     except pm.PapermillExecutionError as exc:
         outcome, failed_cell = Outcome.failed, exc.exec_count
         error = f"{exc.ename}: {exc.evalue}"
@@ -232,14 +284,44 @@ def run_notebook(notebook: str | Path, output: str | Path | None = None,
         seconds = time.perf_counter() - start
         records = read_records(record_file)
         os.unlink(record_file)
-    report_path = write_report(out, parameters=params, records=records,
-                               outcome=outcome.value, seconds=seconds, error=error,
-                               failed_cell=failed_cell) if report and out.exists() else None
     if st and rec:
         st.update(rec.id, status=Status.succeeded if outcome is Outcome.succeeded
                   else Status.failed, error=error, message=outcome.value)
-    return NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
-                       warnings, report_path, rec.id if rec else None)
+    run = NotebookRun(src, out, params, outcome, seconds, records, error, failed_cell,
+                      warnings, None, rec.id if rec else None)
+    if report and out.exists():
+        run.report = write_report(out, parameters=params, records=records,
+                                  outcome=outcome.value, seconds=seconds, error=error,
+                                  failed_cell=failed_cell)
+    return run
+
+
+def heading(cell: Any) -> str | None:
+    """The text of a markdown cell's ``##`` heading, if it opens with one: a stage.
+
+    >>> import nbformat
+    >>> heading(nbformat.v4.new_markdown_cell("## 3. Train\\nwith DDP"))
+    '3. Train'
+    >>> heading(nbformat.v4.new_markdown_cell("# Title")) is None
+    True
+    """
+    if cell.get("cell_type") != "markdown":
+        return None
+    first = str(cell.get("source", "")).lstrip().splitlines()[:1]
+    return first[0][3:].strip() if first and first[0].startswith("## ") else None
+
+
+def _announcer(on_section: Callable[[str], None] | None) -> Callable[[Any], None] | None:
+    """The engine's cell-start hook: ``on_section`` with each heading the run reaches."""
+    if on_section is None:
+        return None
+
+    def started(cell: Any) -> None:
+        title = heading(cell)
+        if title:
+            on_section(title)
+
+    return started
 
 
 def _ended(store: Any, rec: Any, exc: BaseException, message: str) -> None:

@@ -2,7 +2,9 @@
 
 Each run executes in its own kernel (papermill starts and shuts one down per run) from a
 Dask task, with a timeout and retries; what each run recorded with ``hybridnb.record``
-lands in one results table, written as CSV and Parquet.
+lands in one results table, written as CSV and Parquet. A notebook that declares an
+``out_dir`` parameter (as hybridnb's do) gets one per run, ``OUT/runs/NNN-params/``, unless
+the grid or the fixed parameters set it: runs at once must not write over each other.
 
 Without ``cluster=``, a sweep starts a local cluster of worker *threads*
 (``processes=False``): a task only drives a kernel, which is a process of its own, so
@@ -71,7 +73,7 @@ def _slug(params: Mapping[str, Any]) -> str:
 
 
 def _run_one(notebook: str, output: str, params: dict[str, Any], timeout: float | None,
-             retries: int) -> dict[str, Any]:
+             retries: int, allow_unknown: bool) -> dict[str, Any]:
     """Runs inside a Dask worker: one notebook, retried on failure or timeout."""
     from .runner import run_notebook
 
@@ -79,7 +81,7 @@ def _run_one(notebook: str, output: str, params: dict[str, Any], timeout: float 
     while True:
         attempts += 1
         run = _own_event_loop(run_notebook, notebook, output, params, timeout=timeout,
-                              record=False)
+                              record=False, allow_unknown=allow_unknown)
         if run.ok or attempts > retries:
             break
     return {**params, "outcome": run.outcome.value, "attempts": attempts,
@@ -137,7 +139,7 @@ class SweepResult:
 def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str | Path,
           parallel: int = 2, timeout: float | None = None, retries: int = 0,
           parameters: Mapping[str, Any] | None = None,
-          cluster: ClusterHandle | None = None) -> SweepResult:
+          cluster: ClusterHandle | None = None, allow_unknown: bool = False) -> SweepResult:
     """Run ``notebook`` for every point of ``grid``, ``parallel`` at a time.
 
     Parameters
@@ -145,7 +147,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     grid:
         Parameter name → values; every combination is one run.
     out:
-        Directory for the output notebooks (``runs/``) and ``results.csv``/``.parquet``.
+        Directory for the output notebooks (``runs/``) and ``results.csv``/``.parquet``;
+        each run's ``out_dir`` too, when the notebook declares one.
     parallel:
         Runs at once on the sweep's own cluster (ignored with ``cluster=``, whose
         worker threads decide).
@@ -155,6 +158,9 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
         Fixed parameters of every run.
     cluster:
         Run on this cluster instead of a local one started (and closed) for the sweep.
+    allow_unknown:
+        Inject grid or fixed parameters the notebook does not declare (logged as
+        warnings) instead of refusing the sweep before any run starts.
 
     Examples
     --------
@@ -175,21 +181,31 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     if parallel < 1:
         raise UsageError(f"parallel={parallel}: use 1 or more")
     points = [{**dict(parameters or {}), **p} for p in grid_points(grid)]
-    for w in check_parameters(src, points[0]):  # bad input fails before any run starts
-        logger.warning(w)
+    # Bad input fails before any run starts. Every point has the same names, so each
+    # unknown one is reported once; each point's values are checked.
+    for i, point in enumerate(points):
+        for w in check_parameters(src, point, allow_unknown=allow_unknown):
+            if i == 0:
+                logger.warning(w)
     out_dir = Path(out)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     own = cluster is None
     handle = cluster or start_cluster("local", n_workers=1, threads_per_worker=parallel,
                                       processes=False, name=f"sweep-{src.stem}"[:40])
+    runs = [(f"{i:03d}-{_slug(p)}", p) for i, p in enumerate(points)]
+    if _declares_out_dir(src) and not any("out_dir" in p for p in points):
+        # Runs in parallel must not share the notebook's default output directory.
+        runs = [(name, {**p, "out_dir": str((out_dir / "runs" / name).resolve())})
+                for name, p in runs]
     rows: list[dict[str, Any]] = []
     try:
         futures = {
             handle.client.submit(_run_one, str(src),
-                                 str((out_dir / "runs" / f"{i:03d}-{_slug(p)}.ipynb").resolve()),
-                                 p, timeout, retries, pure=False, key=f"sweep-run-{i}"): i
-            for i, p in enumerate(points)}
+                                 str((out_dir / "runs" / f"{name}.ipynb").resolve()),
+                                 p, timeout, retries, allow_unknown, pure=False,
+                                 key=f"sweep-run-{i}"): i
+            for i, (name, p) in enumerate(runs)}
         for fut in _progress(as_completed(futures, loop=handle.client.loop), len(futures)):
             rows.append({"run": futures[fut], **fut.result()})
     finally:
@@ -199,6 +215,12 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, out: str |
     csv = atomic_write_bytes(out_dir / "results.csv", table.to_csv(index=False).encode())
     parquet = atomic_write_bytes(out_dir / "results.parquet", table.to_parquet(index=False))
     return SweepResult(table, csv, parquet, time.perf_counter() - start)
+
+
+def _declares_out_dir(notebook: Path) -> bool:
+    from papermill.inspection import inspect_notebook
+
+    return "out_dir" in inspect_notebook(str(notebook))
 
 
 def _progress(iterable: Any, total: int) -> Any:

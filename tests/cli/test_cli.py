@@ -126,3 +126,95 @@ def test_groups_without_command_show_help(argv, hybridnb_home, capsys):
     out = capsys.readouterr()
     assert code in (0, 2) and "Usage" in (out.out + out.err)
 
+
+
+def test_config_show_prints_sizes_for_people(hybridnb_home, capsys):
+    from hybridnb.config import load_config
+    from hybridnb.config.units import format_bytes
+
+    project = hybridnb_home / "work" / "hybridnb.yaml"
+    project.write_text("datasets:\n  scans: {site: local, path: /d, size: 40GiB}\n"
+                       "sites:\n  local: {kubernetes: null}\n")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    memory = format_bytes(load_config().site("local").capacity.memory)
+    assert f"memory: {memory}  # built-in default" in out and " GiB" in memory
+    assert f"size: 40.0 GiB  # {project}:2" in out
+    assert not [line for line in out.splitlines() if line.strip() == "budget:"]  # no empty
+    assert main(["sites", "show", "local"]) == 0
+    assert f"memory: {memory}" in capsys.readouterr().out
+    assert main(["config", "show", "--json"]) == 0  # machines still get bytes
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"]["datasets"]["scans"]["size"] == 40 * 2**30
+
+
+def test_gc_lists_each_process_once(hybridnb_home, capsys):
+    # A record naming a process and its own child (as a cluster's keeper and nanny).
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time\n"
+                               "subprocess.Popen([sys.executable, '-c', "
+                               "'import time; time.sleep(120)'])\ntime.sleep(120)"])
+    try:
+        import psutil
+
+        from hybridnb.testing.waiting import wait_until
+
+        wait_until(lambda: psutil.Process(parent.pid).children(), timeout=30)
+        child = psutil.Process(parent.pid).children()[0].pid
+        rec = StateStore().add("cluster", "family", site="local", pids=[parent.pid, child],
+                               status="running")
+        assert main(["gc"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if rec.id in x)
+        pids = line.split("pids [")[1].split("]")[0].split(", ")
+        assert sorted(pids) == sorted({str(parent.pid), str(child)}), line
+        assert parent.wait(timeout=10) is not None
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_cluster_up_and_list_show_the_dashboard(hybridnb_home, capsys):
+    assert main(["cluster", "up", "local", "--workers", "0", "--name", "dash"]) == 0
+    try:
+        out = capsys.readouterr().out
+        link = out.split("dashboard: ")[1].split()[0]
+        assert link.startswith("http://") and link.endswith("/status")
+        assert main(["cluster", "list"]) == 0
+        assert link in capsys.readouterr().out
+    finally:
+        assert main(["cluster", "down", "dash"]) == 0
+
+
+def test_deploy_prints_a_short_summary_and_stops_on_ctrl_c(hybridnb_home):
+    import re
+    import signal
+
+    import httpx
+    import torch
+
+    from hybridnb.serve.model_bundle import bundle
+    from hybridnb.testing.waiting import wait_until
+
+    torch.manual_seed(0)
+    b = bundle(torch.nn.Sequential(torch.nn.Linear(4, 2)).eval(), torch.randn(2, 4),
+               hybridnb_home / "tiny", name="tiny", labels=["a", "b"])
+    log = hybridnb_home / "deploy.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([*COMMAND, "deploy", str(b.path), "--replicas", "1"],
+                                stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        found = wait_until(lambda: re.search(r"endpoint 'tiny' at (http://[\d.]+:\d+): "
+                                             r"1 of 1 replicas healthy", log.read_text()),
+                           timeout=120, what="the deploy summary",
+                           alive=lambda: proc.poll() is None)
+        url = found.group(1)
+        assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 200
+        text = log.read_text()
+        assert f"POST {url}/v2/models/tiny/infer" in text and "Endpoint(" not in text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert StateStore().list("endpoint", active=True) == []

@@ -18,11 +18,30 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
+def _agrees(r: dict[str, Any]) -> None:
+    """The endpoint answers what training measured: the same test images through it,
+    within two flipped predictions (training evaluates in bf16 where the CPU has it, the
+    endpoint in fp32)."""
+    assert abs(r["endpoint_accuracy"] - r["test_accuracy"]) <= 2 / r["test_images"], r
+
+
+def _latency_alert(r: dict[str, Any]) -> None:
+    """The latency rule fires exactly when server-side p99 passes its threshold."""
+    threshold, fired = r["latency_alert_ms"], "EndpointLatencyHigh" in r["alerts_fired"]
+    assert threshold == 10.0 and r["server_p99_ms"] > 0
+    if r["server_p99_ms"] > threshold:  # the rule saw this value at that round
+        assert fired, r
+    if fired and "alert_value_ms" in r:
+        assert r["alert_value_ms"] > threshold, r
+
+
 def _quickstart(r: dict[str, Any]) -> None:
-    assert 0.0 <= r["test_accuracy"] <= 1.0 and r["endpoint_accuracy"] >= 0.0
-    assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"]
-    assert r["requests"] == 60 and r["replicas_healthy"] == 2
-    assert "EndpointLatencyHigh" in r["alerts_fired"]
+    # 2 epochs on the prepared digits reach about 0.93 (0.97+ at the demo's 12).
+    assert r["test_accuracy"] >= 0.85, r
+    _agrees(r)
+    assert r["client_p99_ms"] >= r["client_p50_ms"] > 0 and r["server_p99_one_client_ms"] > 0
+    assert r["requests"] == 60 and r["concurrency"] == 4 and r["replicas_healthy"] == 2
+    _latency_alert(r)
     assert r["left_running"] == 0 and r["precision"] in ("bf16", "fp32")
 
 
@@ -38,16 +57,23 @@ def _preprocess(r: dict[str, Any]) -> None:
 
 def _training(r: dict[str, Any]) -> None:
     assert r["world_size"] == 2 and r["steps"] > 0 and r["strategy"] == "ddp"
-    assert 0.0 <= r["test_accuracy"] <= 1.0 and Path(r["bundle"]).is_dir()
+    # 2 epochs on the built-in digits reach about 0.90 (random guessing: 0.10).
+    assert r["test_accuracy"] >= 0.80, r
+    assert Path(r["bundle"]).is_dir()
 
 
 def _endpoint(r: dict[str, Any]) -> None:
     assert r["v1_status"] == 200 and r["replicas_after_scale"] == 3
-    assert r["p99_ms"] >= r["p50_ms"] > 0 and 0.0 <= r["endpoint_accuracy"] <= 1.0
+    assert r["client_p99_ms"] >= r["client_p50_ms"] > 0
+    # 2 epochs with fit's defaults reach about 0.83.
+    assert r["test_accuracy"] >= 0.70, r
+    _agrees(r)
 
 
 def _monitoring(r: dict[str, Any]) -> None:
-    assert {"EndpointLatencyHigh", "TargetDown"} <= set(r["alerts_fired"])
+    assert "TargetDown" in r["alerts_fired"]  # a replica went away while scraped
+    _latency_alert(r)
+    assert r["client_p99_ms"] > 0
     assert r["scrape_rounds"] >= 3 and r["targets"] == 3
 
 
@@ -56,8 +82,8 @@ SMALL: dict[str, tuple[dict[str, Any], Any, bool]] = {
     "00_quickstart": ({"epochs": 2, "requests": 60, "concurrency": 4}, _quickstart, True),
     "01_sites_and_placement": ({"workers": 1}, _sites, False),
     "02_preprocess_with_dask": ({"augment_copies": 1}, _preprocess, False),
-    "03_distributed_training": ({"epochs": 1}, _training, False),
-    "04_deploy_endpoint": ({"epochs": 1, "requests": 40}, _endpoint, True),
+    "03_distributed_training": ({"epochs": 2}, _training, False),
+    "04_deploy_endpoint": ({"epochs": 2, "requests": 40}, _endpoint, True),
     "05_monitoring": ({"requests": 60}, _monitoring, False),
 }
 

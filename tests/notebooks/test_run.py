@@ -69,12 +69,20 @@ def test_ctrl_c_stops_the_record_and_propagates(notebook, monkeypatch):
     assert StateStore().events(rec.id)[-1].message == "interrupted"
 
 
+def _last_output():
+    """The output notebook of the latest recorded run."""
+    from pathlib import Path
+
+    return Path(StateStore().list("notebook")[0].spec["output"])
+
+
 def test_failing_cell_keeps_partial_output(notebook, capsys):
     code = main(["run", str(notebook), "-p", "fail", "true", "-p", "lr", "0.3"])
     assert code == 3
     err = capsys.readouterr().err
     assert "ValueError: bad lr 0.3" in err and "at cell" in err
-    out = nbformat.read(notebook.with_name("train.output.ipynb"), as_version=4)
+    assert str(_last_output()) in err
+    out = nbformat.read(_last_output(), as_version=4)
     text = json.dumps(out)
     assert "An Exception was encountered" in text  # papermill's banner says where
     assert StateStore().list("notebook")[0].status.value == "failed"
@@ -98,11 +106,55 @@ def test_bad_input(notebook, hybridnb_home, capsys):
         run_notebook(notebook, parameters={"api_token": "abc"})
 
 
-def test_undeclared_parameter_warns_listing_declared(notebook, capsys):
-    assert main(["run", str(notebook), "-p", "lrr", "0.2"]) == 0
+def test_undeclared_parameter_is_refused_with_did_you_mean(notebook, capsys):
+    assert main(["run", str(notebook), "-p", "lrr", "0.2"]) == 2
     err = capsys.readouterr().err
-    assert "'lrr' is not declared" in err and "did you mean 'lr'" in err
+    assert "declares no parameter 'lrr' (did you mean 'lr'?)" in err
     assert "declared: lr, batch, fail, sleep, die" in err
+    assert "--allow-unknown-parameters" in err and "Traceback" not in err
+    assert StateStore().list("notebook") == []  # nothing ran
+    with pytest.raises(UsageError, match=r"'lrr' .*'zzz'"):
+        run_notebook(notebook, parameters={"lrr": 1, "zzz": 2})
+
+
+def test_allow_unknown_parameters_runs_with_one_warning(notebook, capsys):
+    code = main(["run", str(notebook), "-p", "lrr", "0.2", "--allow-unknown-parameters"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("'lrr'") == 1  # once: not also papermill's and the log's
+    assert "warning: parameter 'lrr' is not declared" in captured.err
+    assert "did you mean 'lr'" in captured.err
+    assert "score = 3.2" in captured.out  # the default lr ran: 0.1 * 32
+
+
+def test_default_output_stays_out_of_the_source_directory(notebook, hybridnb_home, capsys):
+    assert main(["run", str(notebook)]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in notebook.parent.iterdir()) == ["train.ipynb"]
+    output = _last_output()
+    assert output.parent == hybridnb_home / "state" / "notebooks" and output.is_file()
+    assert "succeeded in " in out and str(output) in out
+    assert main(["run", str(notebook)]) == 0  # a second run keeps the first one's output
+    assert len(list(output.parent.glob("train-*.ipynb"))) == 2
+
+
+def test_run_prints_each_section_as_it_starts(hybridnb_home, capsys):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_markdown_cell("## 1. Load\nsome text"),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("### a detail, not a stage"),
+        nbformat.v4.new_markdown_cell("## 2. Fit"),
+        nbformat.v4.new_code_cell("x = 0.1234567891234"),
+        nbformat.v4.new_code_cell("import hybridnb\nhybridnb.record('x', x)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nbformat.write(nb, hybridnb_home / "work" / "stages.ipynb")
+    assert main(["run", str(hybridnb_home / "work" / "stages.ipynb")]) == 0
+    captured = capsys.readouterr()
+    stages = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert [line.split("] ", 1)[1] for line in stages] == ["1. Load", "2. Fit"]
+    assert "  x = 0.1235" in captured.out  # a short summary, not a 16-digit float
 
 
 def test_parameters_file_and_report(notebook, hybridnb_home, capsys):
@@ -114,6 +166,14 @@ def test_parameters_file_and_report(notebook, hybridnb_home, capsys):
     assert "score = 6" in text
     html = out.with_suffix(".html").read_text()
     assert "<html" in html and "score 6" in html
+    # It opens with a summary (tests/notebooks/test_report.py checks it in full): the
+    # parameters from the file, with their defaults, and the recorded result.
+    assert html.index("hybridnb-summary") < html.index("score 6")
+    summary = html.split('<div class="hybridnb-summary">', 1)[1].split("</div>")[0]
+    assert "<code>lr</code></td><td>2</td>" in summary
+    assert "<code>batch</code></td><td>3</td>" in summary
+    assert "<td>score</td><td class=\"num\">6</td>" in summary
+    assert '<a href="result.ipynb">' in summary
 
 
 def test_secret_never_reaches_the_output(hybridnb_home, monkeypatch):
@@ -170,7 +230,7 @@ def test_partial_output_is_saved_every_save_every_seconds(hybridnb_home, save_ev
 def test_timed_out_cell_is_marked_where_it_stopped(notebook, capsys):
     assert main(["run", str(notebook), "-p", "sleep", "30.0", "--timeout", "2"]) == 4
     assert "at cell [3]" in capsys.readouterr().err  # parameters, injected parameters, sleep
-    out = nbformat.read(notebook.with_name("train.output.ipynb"), as_version=4)
+    out = nbformat.read(_last_output(), as_version=4)
     status = [c.metadata.papermill["status"] for c in out.cells]
     assert status == ["completed", "completed", "failed", "pending", "pending", "pending"]
 
@@ -196,6 +256,6 @@ def test_config_and_set_reach_the_kernel(hybridnb_home, capsys):
     args = ["--config", str(team), "--set", "sites.local.capacity.cpu=3", "run", str(nb)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "cpu = 3" in out and "sites = ['edge1', 'local']" in out
+    assert "cpu = 3" in out and "sites = edge1, local" in out
     assert main(["--set", "sites.local.capacity.cpu=-1", "run", str(nb)]) == 2
     assert "cpu" in capsys.readouterr().err

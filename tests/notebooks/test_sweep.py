@@ -70,3 +70,50 @@ def test_parallel_runs_keep_their_own_records_and_leak_nothing(hybridnb_home):
     assert second.table["record.seed"].tolist() == [5, 6]
     assert resources() == after_first
     assert {p.pid for p in me.children(recursive=True)} <= before
+
+
+def test_sweep_refuses_an_unknown_parameter_before_any_run(notebook, hybridnb_home, capsys):
+    out = hybridnb_home / "sweep3"
+    code = main(["sweep", str(notebook), "--grid", "lrr=0.1,0.2", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "declares no parameter 'lrr' (did you mean 'lr'?)" in err
+    assert not (out / "runs").exists()
+    # A fixed -p parameter is checked the same way, and so is every point's type.
+    assert main(["sweep", str(notebook), "--grid", "lr=0.1", "-p", "btch", "3",
+                 "--out", str(out)]) == 2
+    assert "'btch' (did you mean 'batch'?)" in capsys.readouterr().err
+    assert main(["sweep", str(notebook), "--grid", "lr=0.1,fast", "--out", str(out)]) == 2
+    assert "declared float" in capsys.readouterr().err
+
+
+def test_sweep_allows_unknown_parameters_when_asked(notebook, hybridnb_home, capsys):
+    out = hybridnb_home / "sweep4"
+    code = main(["sweep", str(notebook), "--grid", "extra=1,2", "--out", str(out),
+                 "--allow-unknown-parameters"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "2 runs in" in text and "2 succeeded, 0 failed" in text
+    table = pd.read_csv(out / "results.csv")
+    assert table["extra"].tolist() == [1, 2] and (table["record.score"] == 3.2).all()
+
+
+def test_parallel_runs_get_their_own_out_dir(hybridnb_home):
+    # A notebook that clears and fills its out_dir, as hybridnb's notebooks do: two runs
+    # at once sharing the default would delete each other's files.
+    nb = make_notebook(hybridnb_home / "work" / "files.ipynb",
+                       ["import pathlib, shutil, time, hybridnb\n"
+                        "out = pathlib.Path(out_dir)\nshutil.rmtree(out, ignore_errors=True)\n"
+                        "out.mkdir(parents=True)\n(out / 'mine').write_text(str(seed))\n"
+                        "time.sleep(1.0)\n"
+                        "hybridnb.record('kept', (out / 'mine').read_text() == str(seed))"],
+                       parameters="seed = 0\nout_dir = 'build/shared'")
+    out = hybridnb_home / "sweep5"
+    result = sweep(nb, {"seed": [1, 2]}, out=out, parallel=2)
+    assert result.table["record.kept"].tolist() == [True, True]
+    dirs = result.table["out_dir"].tolist()
+    assert dirs == [str((out / "runs" / f"{i:03d}-seed={i + 1}").resolve()) for i in range(2)]
+    assert not (hybridnb_home / "work" / "build").exists()
+    # Set by the caller, it is kept as given.
+    fixed = sweep(nb, {"seed": [3]}, out=out, parameters={"out_dir": str(out / "mine")})
+    assert fixed.table["out_dir"].tolist() == [str(out / "mine")]
