@@ -111,7 +111,14 @@ class _Pass:
     # -- bounds --------------------------------------------------------------------------
 
     def _range(self, value: Any) -> tuple[float, float] | None:
-        """Lower and upper bounds of an int or SymInt over the batch range."""
+        """Lower and upper bounds of an int or SymInt over the batch range (``None``:
+        unbounded, or beyond what value-range analysis can say)."""
+        try:
+            return self._try_range(value)
+        except Exception:  # ValueRangeError, sympy failing on a hostile expression
+            return None
+
+    def _try_range(self, value: Any) -> tuple[float, float] | None:
         if isinstance(value, int):
             return float(value), float(value)
         import sympy
@@ -127,6 +134,13 @@ class _Pass:
             return None
 
     def _per_row(self, nbytes: Any) -> float | None:
+        """An upper bound of ``nbytes / B`` over the batch range (``None``: unbounded)."""
+        try:
+            return self._try_per_row(nbytes)
+        except Exception:
+            return None
+
+    def _try_per_row(self, nbytes: Any) -> float | None:
         if self.symbol is None:
             return float(nbytes) / self.batch
         import sympy
