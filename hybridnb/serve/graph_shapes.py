@@ -43,12 +43,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .graph_decode import GraphError, _Input, _Ref, _short, _Step, bind_env
 from .graph_policy import GraphLimits
 
 if TYPE_CHECKING:
     import torch
-
-    from .graph import _Input, _Step
 
 #: Arguments worth naming when a size is refused.
 _SIZE_ARGS = ("size", "shape", "repeats", "sizes", "output_size", "scale_factors", "pad",
@@ -158,7 +157,6 @@ class _Pass:
             return None
 
     def check(self, step: _Step | None, value: Any, where: str) -> None:
-        from .graph import GraphError, _short
 
         lim, torch = self.limits, self.torch
         slot_constant = step is not None and self.constant[step.slot]
@@ -209,7 +207,6 @@ class _Pass:
 
     def run(self, inputs: Sequence[_Input], steps: Sequence[_Step], input_slot: int,
             row: tuple[int, ...], dtype: torch.dtype) -> Any:
-        from .graph import GraphError, _bind_env, _short
 
         torch = self.torch
         env: list[Any] = [None] * (len(inputs) + len(steps))
@@ -221,8 +218,8 @@ class _Pass:
                     env[i] = torch.empty(item.shape, dtype=getattr(torch, item.dtype))
             self.check(None, env[input_slot], "the input")
             for step in steps:
-                args = _bind_env(step.args, env)
-                kwargs = {k: _bind_env(v, env) for k, v in step.kwargs.items()}
+                args = bind_env(step.args, env)
+                kwargs = {k: bind_env(v, env) for k, v in step.kwargs.items()}
                 if step.python:
                     _check_python(step, args)
                 try:
@@ -238,7 +235,6 @@ class _Pass:
         return env
 
     def output(self, value: Any) -> tuple[tuple[int, ...], torch.dtype]:
-        from .graph import GraphError
 
         torch = self.torch
         if not isinstance(value, torch.Tensor) or value.dim() < 1:
@@ -255,7 +251,6 @@ class _Pass:
 
 
 def _hint(step: _Step | None) -> str:
-    from .graph import _Ref, _short
 
     if step is None:
         return ""
@@ -268,7 +263,6 @@ def _hint(step: _Step | None) -> str:
 def _check_python(step: _Step, args: list[Any]) -> None:
     import torch
 
-    from .graph import GraphError
 
     numbers = (int, float, torch.SymInt, torch.SymFloat, torch.SymBool)
     operands = args[1:] if step.fn.__name__ == "getitem" else args
@@ -285,7 +279,6 @@ def check_sizes(inputs: Sequence[_Input], steps: Sequence[_Step], output: int,
                 limits: GraphLimits) -> Shapes:
     """Check every value's size for every batch size; raise ``GraphError`` at the first
     value beyond :class:`~hybridnb.serve.graph_policy.GraphLimits`."""
-    from .graph import GraphError
 
     constant = [i != input_slot for i in range(len(inputs))]
     for step in steps:
