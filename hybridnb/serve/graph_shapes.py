@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ from .graph_policy import GraphLimits
 if TYPE_CHECKING:
     import torch
 
+_RAISE = (" (for a bundle you trust: load_bundle(path, limits=GraphLimits(...)), "
+          "hybridnb.serve.graph_policy)")
 #: Arguments worth naming when a size is refused.
 _SIZE_ARGS = ("size", "shape", "repeats", "sizes", "output_size", "scale_factors", "pad",
               "end", "start", "split_sizes", "normalized_shape", "padding")
@@ -84,13 +87,14 @@ def _batch_source() -> Any:
 class _Pass:
     """One run of the graph on fake tensors, checking each value against the limits."""
 
-    def __init__(self, limits: GraphLimits, constant: list[bool], batch: int | None):
+    def __init__(self, limits: GraphLimits, constant: list[bool], stored: int,
+                 batch: int | None):
         import torch
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         self.limits, self.constant = limits, constant
         self.row_total = 0.0
-        self.const_total = 0
+        self.const_total = stored  # bytes of the stored tensors, checked when parsed
         if batch is None:
             from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
             from torch.utils._sympy.value_ranges import ValueRanges
@@ -99,7 +103,8 @@ class _Pass:
             source = _batch_source()
             self.symbol = env.create_symbol(2, source=source, dynamic_dim=DimDynamic.DYNAMIC)
             self.batch: Any = env.create_symintnode(self.symbol, hint=2, source=source)
-            self.ranges = {self.symbol: ValueRanges(2, max(2, limits.max_batch))}
+            self.span = (2, max(2, limits.max_batch))
+            self.ranges = {self.symbol: ValueRanges(*self.span)}
             self.mode = FakeTensorMode(shape_env=env, allow_fallback_kernels=False)
         else:
             self.symbol = None
@@ -145,16 +150,30 @@ class _Pass:
         import sympy
         from torch.utils._sympy.value_ranges import bound_sympy
 
-        expr = sympy.sympify(nbytes.node.expr if isinstance(nbytes, self.torch.SymInt)
-                             else nbytes)
-        if not expr.free_symbols <= {self.symbol}:
+        b, (lo, hi) = self.symbol, self.span
+        expr = sympy.expand(sympy.sympify(
+            nbytes.node.expr if isinstance(nbytes, self.torch.SymInt) else nbytes))
+        if not expr.free_symbols <= {b}:
             return None
-        # expand: (64*B + 128) / B -> 64 + 128/B, whose terms are bounded one by one.
-        vr = bound_sympy(sympy.expand(expr / self.symbol), self.ranges)
-        try:
-            return float(vr.upper)
-        except (TypeError, ValueError):
-            return None
+        # size / B <= the sum over the terms of size of each term's largest value / B.
+        total = 0.0
+        for term in sympy.Add.make_args(expr):
+            coeff, factors = term.as_coeff_mul()
+            power, other = 0, False
+            for f in factors:
+                if f == b:
+                    power += 1
+                elif f.is_Pow and f.base == b and f.exp.is_Integer and f.exp > 0:
+                    power += int(f.exp)
+                else:
+                    other = True
+            if not other:  # c * B**k / B is monotone: its largest value is at an end
+                c = float(coeff)
+                total += max(c * lo ** (power - 1), c * hi ** (power - 1))
+                continue
+            top = float(bound_sympy(term, self.ranges).upper)  # FloorDiv, Max, ...
+            total += top / lo if top >= 0 else top / hi
+        return total
 
     def check(self, step: _Step | None, value: Any, where: str) -> None:
 
@@ -172,7 +191,7 @@ class _Pass:
                         f"{where}: a tensor of {int(nbytes)} bytes{hint} (with stored and "
                         f"folded tensors {self.const_total}); at most "
                         f"{lim.max_tensor_bytes} a tensor and {lim.max_constant_bytes} in "
-                        "all are allowed: a graph may not allocate more")
+                        f"all are allowed: a graph may not allocate more{_RAISE}")
                 return
             per_row = self._per_row(nbytes)
             if per_row is None:
@@ -183,12 +202,12 @@ class _Pass:
                 raise GraphError(
                     f"{where}: its result needs up to {per_row:.0f} bytes per input row"
                     f"{hint}; at most {lim.max_row_bytes} are allowed: a graph may not turn "
-                    "a small request into a huge allocation")
+                    f"a small request into a huge allocation{_RAISE}")
             if self.row_total > lim.max_total_row_bytes:
                 raise GraphError(
                     f"{where}: the values computed from the input reach "
                     f"{self.row_total:.0f} bytes per row in all; at most "
-                    f"{lim.max_total_row_bytes} are allowed")
+                    f"{lim.max_total_row_bytes} are allowed{_RAISE}")
         elif isinstance(value, (tuple, list)):
             for item in value:
                 self.check(step, item, where)
@@ -279,10 +298,14 @@ def check_sizes(inputs: Sequence[_Input], steps: Sequence[_Step], output: int,
                 limits: GraphLimits) -> Shapes:
     """Check every value's size for every batch size; raise ``GraphError`` at the first
     value beyond :class:`~hybridnb.serve.graph_policy.GraphLimits`."""
+    import torch
+
 
     constant = [i != input_slot for i in range(len(inputs))]
     for step in steps:
         constant.append(all(constant[r] for r in step.refs))
+    stored = sum(math.prod(i.shape) * getattr(torch, i.dtype).itemsize
+                 for i in inputs if i.key is not None)
     found = []
     # A refused graph makes meta kernels fail, which fake tensors log at ERROR level; the
     # GraphError says it better, so that logger is quiet while the graph is checked.
@@ -291,7 +314,7 @@ def check_sizes(inputs: Sequence[_Input], steps: Sequence[_Step], output: int,
     quiet.setLevel(logging.CRITICAL)
     try:
         for batch in (None, 1):
-            check = _Pass(limits, constant, batch)
+            check = _Pass(limits, constant, stored, batch)
             env = check.run(inputs, steps, input_slot, row, dtype)
             found.append(check.output(env[output]))
     finally:

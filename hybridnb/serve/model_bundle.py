@@ -296,7 +296,7 @@ def _stats_from(preprocessing: Mapping[str, Any] | None, example: Any
     return mean, std
 
 
-def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+def load_bundle(path: str | os.PathLike[str], *, limits: GraphLimits | None = None) -> Bundle:
     """Load and validate a bundle directory without unpickling anything.
 
     Loading is as safe as loading safetensors: every file must be a regular file inside
@@ -307,6 +307,9 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     the graph declares. Raises :class:`BundleError` naming the file (and for the graph
     the node, operator and argument) that is refused.
 
+    ``limits`` raises the caps (:class:`~hybridnb.serve.graph_policy.GraphLimits`) for a
+    bundle you trust that needs more; the defaults suit untrusted bundles.
+
     >>> try:
     ...     load_bundle("/nonexistent")
     ... except BundleError as exc:
@@ -315,6 +318,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """
     import torch
 
+    limits = limits or GraphLimits()
+    data_limit = limits.max_constant_bytes + _DATA_SLACK
     root = Path(path)
     meta_path = root / META_FILE
     meta = _read_json(root, META_FILE)
@@ -326,7 +331,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             graph_bytes = _read_member(root, name, MAX_JSON_BYTES)
             digest = hashlib.sha256(graph_bytes).hexdigest()
         else:
-            digest = _digest_member(root, name, MAX_DATA_BYTES)
+            digest = _digest_member(root, name, data_limit)
         if name not in files:
             raise BundleError(f"{meta_path}: no digest recorded for {name}")
         if digest != files[name]:
@@ -334,13 +339,13 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
                               f"{META_FILE} (corrupt or modified)")
     graph_spec = _parse_json(graph_bytes, root / GRAPH_FILE)
     try:
-        expected = expected_tensors(graph_spec)
+        expected = expected_tensors(graph_spec, limits)
     except UsageError as exc:
         raise BundleError(f"{root / GRAPH_FILE}: {exc}") from None
-    tensors = _load_weights(root, expected)
+    tensors = _load_weights(root, expected, data_limit)
     try:
         graph = SafeGraph(graph_spec, tensors, input_shape=specs[0].shape,
-                          input_dtype=specs[0].dtype)
+                          input_dtype=specs[0].dtype, limits=limits)
     except UsageError as exc:
         raise BundleError(f"{root / GRAPH_FILE}: {exc}") from None
     if graph.output_shape != specs[1].shape:
@@ -367,10 +372,10 @@ def _smoke_test(b: Bundle) -> None:
                           f"match the declared {b.output.shape}")
 
 
-#: Size limits of a bundle's files: its JSON, and its weights and exported program (the
-#: stored-tensor limit of the graph policy, plus room for headers and code).
+#: Size limits of a bundle's files: its JSON; its weights and exported program may hold
+#: the graph limits' stored tensors plus this much (headers, code).
 MAX_JSON_BYTES = 16 << 20
-MAX_DATA_BYTES = GraphLimits().max_constant_bytes + (256 << 20)
+_DATA_SLACK = 256 << 20
 #: safetensors dtype codes -> torch dtype names.
 _ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
               "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
@@ -496,13 +501,13 @@ def _check_meta(meta: dict[str, Any], meta_path: Path) -> tuple[TensorSpec, Tens
     return specs
 
 
-def _load_weights(root: Path, expected: Mapping[str, tuple[str, list[int]]]
+def _load_weights(root: Path, expected: Mapping[str, tuple[str, list[int]]], limit: int
                   ) -> dict[str, torch.Tensor]:
     """Check the safetensors header against what the graph declares, then load."""
     import safetensors
 
     path = root / WEIGHTS_FILE
-    fh, real = _open_member(root, WEIGHTS_FILE, MAX_DATA_BYTES)
+    fh, real = _open_member(root, WEIGHTS_FILE, limit)
     fh.close()
     try:
         with safetensors.safe_open(str(real), framework="pt") as f:

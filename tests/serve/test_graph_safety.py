@@ -198,6 +198,22 @@ def test_an_outer_product_of_the_batch_is_bounded(mlp, base, tmp_path):
     message = _refused(mlp, tmp_path, graph)
     assert "node 6 ('wide', aten.repeat.default): its result needs up to" in message
     assert "(from repeats=[1, 1, 4096])" in message
+    assert "for a bundle you trust: load_bundle(path, limits=GraphLimits(...))" in message
+    # Trusted, with calls of at most 64 rows (longer batches run in chunks), it loads.
+    trusted = load_bundle(tmp_path / "hostile", limits=GraphLimits(max_batch=64))
+    x = torch.randn(100, 8)
+    with torch.inference_mode():
+        expected = mlp[0](x) + (x[:, None, :] * x[None, :64, :]).sum() * 0  # shape only
+        assert trusted(x).shape == expected.shape == (100, 3)
+
+
+def test_a_size_read_from_tensor_values_is_refused(mlp, base, tmp_path):
+    graph = _extend(base,
+                    _node("mask", "aten.gt.Scalar", _ref("input"), 0.0),
+                    _node("picked", "aten.index.Tensor", _ref("input"), [_ref("mask")]),
+                    output="linear_1")
+    message = _refused(mlp, tmp_path, graph)
+    assert "node 4 ('picked', aten.index.Tensor): " in message
 
 
 def test_integers_cannot_grow_without_bound(mlp, base, tmp_path):
