@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 _RAISE = (" (for a bundle you trust: load_bundle(path, limits=GraphLimits(...)), "
           "hybridnb.serve.graph_policy)")
+_NOISY = ("torch._subclasses.fake_tensor", "torch.utils._sympy.interp")
 #: Arguments worth naming when a size is refused.
 _SIZE_ARGS = ("size", "shape", "repeats", "sizes", "output_size", "scale_factors", "pad",
               "end", "start", "split_sizes", "normalized_shape", "padding")
@@ -254,7 +255,6 @@ class _Pass:
         return env
 
     def output(self, value: Any) -> tuple[tuple[int, ...], torch.dtype]:
-
         torch = self.torch
         if not isinstance(value, torch.Tensor) or value.dim() < 1:
             raise GraphError("the output must be a tensor whose first dimension is the batch")
@@ -270,7 +270,6 @@ class _Pass:
 
 
 def _hint(step: _Step | None) -> str:
-
     if step is None:
         return ""
     named = dict(zip(step.params, step.args, strict=True)) | step.kwargs
@@ -281,7 +280,6 @@ def _hint(step: _Step | None) -> str:
 
 def _check_python(step: _Step, args: list[Any]) -> None:
     import torch
-
 
     numbers = (int, float, torch.SymInt, torch.SymFloat, torch.SymBool)
     operands = args[1:] if step.fn.__name__ == "getitem" else args
@@ -300,25 +298,26 @@ def check_sizes(inputs: Sequence[_Input], steps: Sequence[_Step], output: int,
     value beyond :class:`~hybridnb.serve.graph_policy.GraphLimits`."""
     import torch
 
-
     constant = [i != input_slot for i in range(len(inputs))]
     for step in steps:
         constant.append(all(constant[r] for r in step.refs))
     stored = sum(math.prod(i.shape) * getattr(torch, i.dtype).itemsize
                  for i in inputs if i.key is not None)
     found = []
-    # A refused graph makes meta kernels fail, which fake tensors log at ERROR level; the
-    # GraphError says it better, so that logger is quiet while the graph is checked.
-    quiet = logging.getLogger("torch._subclasses.fake_tensor")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    # A refused graph makes meta kernels and value ranges fail, which torch logs (ERROR,
+    # WARNING); the GraphError says it better, so those loggers are quiet meanwhile.
+    quiet = [logging.getLogger(n) for n in _NOISY]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
     try:
         for batch in (None, 1):
             check = _Pass(limits, constant, stored, batch)
             env = check.run(inputs, steps, input_slot, row, dtype)
             found.append(check.output(env[output]))
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
     if found[0] != found[1]:
         raise GraphError(f"the output is {found[1]} for one row but {found[0]} for more")
     return Shapes(found[0][0], found[0][1], constant)
