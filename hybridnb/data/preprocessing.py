@@ -324,6 +324,12 @@ def _checked(op: Op) -> Op:
                 raise UsageError(f"{op.label(key)}: null is not allowed")
         if (p["scale"] == 0).any():
             raise UsageError(f"{op.label('scale')} contains zeros (a division by zero)")
+        # Endpoints compute in float32: a scale below its smallest normal number is 0 (or
+        # a subnormal) there, and its division overflows.
+        if (np.abs(p["scale"]) < np.finfo(np.float32).tiny).any():
+            raise UsageError(f"{op.label('scale')} has values below "
+                             f"{np.finfo(np.float32).tiny:.3g}, which float32 inputs "
+                             "cannot be divided by")
         return op
     if op.op == "clip":
         lo, hi = p["lower"], p["upper"]

@@ -187,15 +187,20 @@ def _transform(
     return spec, tensors
 
 
-def _graph_module(spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+def _graph_module(spec: dict[str, Any], tensors: dict[str, torch.Tensor], src: Bundle
+                  ) -> torch.nn.Module:
     """A module that runs ``spec`` on its buffers, so ``torch.export`` can trace it."""
     import torch
 
     from .graph import SafeGraph
 
+    # Checked here, once, as loading checks it; the traced forward runs the same steps.
+    graph = SafeGraph(spec, tensors, input_shape=src.input.shape,
+                      input_dtype=src.input.dtype, fold=False)
+
     class GraphModule(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return SafeGraph(spec, {k: self.get_buffer(k) for k in tensors})(x)
+            return graph.run_with({k: self.get_buffer(k) for k in tensors}, x)
 
     module = GraphModule()
     for key, value in tensors.items():
@@ -227,7 +232,7 @@ def _write(
     )
     try:
         return bundle(
-            _graph_module(spec, tensors),
+            _graph_module(spec, tensors, src),
             example,
             tmp,
             name=src.name,

@@ -10,16 +10,28 @@ too ("never load data from an untrusted source").
 So a bundle also keeps the exported graph in this form: a list of ATen operator calls,
 named by their registered name (``"aten.linear.default"``), whose arguments are plain
 JSON values, references to earlier nodes, or a few tagged enums (``{"$dtype":
-"float32"}``). Loading resolves each name in ``torch.ops.aten`` (nothing is imported or
-evaluated), refuses mutating operators, and runs the nodes in order. Tensors come from
-safetensors. The ``.pt2`` file stays in the bundle for tools that want the real
-``ExportedProgram`` (AOTInductor, ExecuTorch) and trust its origin.
+"float32"}``). Tensors come from safetensors. Loading a graph must be as safe as loading
+safetensors, so :class:`SafeGraph` checks before anything runs:
+
+- every operator is on the allow-list of :mod:`hybridnb.serve.graph_policy` (core ATen
+  less files, storage, raw memory, random draws and training kernels), looked up by name
+  (nothing is imported or evaluated);
+- every argument binds to the operator's schema; strings only where the policy names
+  the enum values, devices only ``cpu``, no generators, no training-mode flags
+  (:mod:`hybridnb.serve.graph_decode`);
+- counts, nesting, integers and tensor sizes stay within
+  :class:`~hybridnb.serve.graph_policy.GraphLimits`, for every batch size
+  (:mod:`hybridnb.serve.graph_shapes`);
+- stored tensors have the names, dtypes and shapes the graph declares.
+
+The ``.pt2`` file stays in the bundle for tools that want the real ``ExportedProgram``
+(AOTInductor, ExecuTorch) and trust its origin.
 
 >>> import torch
 >>> model = torch.nn.Linear(3, 2)
 >>> ep = torch.export.export(model, (torch.zeros(2, 3),))
 >>> spec, tensors = graph_to_spec(ep)
->>> run = SafeGraph(spec, tensors)
+>>> run = SafeGraph(spec, tensors, input_shape=[-1, 3], input_dtype="float32")
 >>> tuple(run(torch.zeros(5, 3)).shape)
 (5, 2)
 """
@@ -27,35 +39,29 @@ safetensors. The ``.pt2`` file stays in the bundle for tools that want the real
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from .graph_decode import (
+    _PY_FUNCS,
+    FORMAT,
+    GraphError,
+    _short,
+    _Step,
+    bind_env,
+    expected_tensors,
+    parse,
+    row_shape,
+)
+from .graph_policy import DTYPES, GraphLimits, refusal
 
 if TYPE_CHECKING:
     import torch
 
-FORMAT = "hybridnb-graph/1"
+__all__ = ["FORMAT", "GraphError", "SafeGraph", "expected_tensors", "graph_to_spec"]
 
-#: Python functions that export leaves in graphs (symbolic-size arithmetic, tuple access).
-_PY_OPS: dict[str, Callable[..., Any]] = {
-    "operator.getitem": operator.getitem,
-    "operator.add": operator.add,
-    "operator.sub": operator.sub,
-    "operator.mul": operator.mul,
-    "operator.floordiv": operator.floordiv,
-    "operator.truediv": operator.truediv,
-    "operator.mod": operator.mod,
-    "operator.neg": operator.neg,
-}
-_PY_NAMES = {fn: name for name, fn in _PY_OPS.items()}
-#: Operator namespaces a graph may call: the core ATen library and its primitives.
-_NAMESPACES = ("aten", "prims")
-
-
-class GraphError(UsageError):
-    """A model graph cannot be stored or loaded safely."""
+_PY_NAMES = {fn: name for name, fn in _PY_FUNCS.items()}
+_NAMESPACES = ("aten",)
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -93,10 +99,17 @@ def _target_name(target: Any) -> str:
         if ns not in _NAMESPACES:
             raise GraphError(f"operator {target} is outside {'/'.join(_NAMESPACES)}; "
                              "custom operators cannot be served from a bundle")
-        return f"{ns}.{target._schema.name.split('::', 1)[1]}.{target._overloadname}"
-    if target in _PY_NAMES:
-        return _PY_NAMES[target]
-    raise GraphError(f"cannot store a call to {target!r} (not an ATen operator)")
+        name = f"{ns}.{target._schema.name.split('::', 1)[1]}.{target._overloadname}"
+    elif target in _PY_NAMES:
+        name = _PY_NAMES[target]
+    else:
+        raise GraphError(f"cannot store a call to {target!r} (not an ATen operator)")
+    why = refusal(name)
+    if why is not None:
+        raise GraphError(f"the model calls {name}, which a bundle cannot serve: {why}. "
+                         "Use layers built from core ATen operators (see "
+                         "hybridnb/serve/graph_policy.py)")
+    return name
 
 
 def graph_to_spec(ep: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -104,6 +117,8 @@ def graph_to_spec(ep: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
     Parameters, buffers and lifted constants become ``tensors``, keyed by their
     fully-qualified names; the one user input is a placeholder named ``"$input"``.
+    A model calling an operator the policy refuses is a :class:`GraphError` here, when
+    the bundle is written, rather than when it is loaded.
     """
     from torch.export.graph_signature import InputKind, OutputKind
 
@@ -148,178 +163,143 @@ def graph_to_spec(ep: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return {"format": FORMAT, "inputs": inputs, "nodes": nodes, "outputs": outputs}, tensors
 
 
-# -- decoding -------------------------------------------------------------------------------
-
-
-def _resolve(name: Any) -> Callable[..., Any]:
-    import torch
-
-    if not isinstance(name, str):
-        raise GraphError(f"operator name {name!r} is not a string")
-    if name in _PY_OPS:
-        return _PY_OPS[name]
-    parts = name.split(".")
-    if len(parts) != 3 or parts[0] not in _NAMESPACES or not all(
-            p.isidentifier() and not p.startswith("__") for p in parts):
-        raise GraphError(f"operator {name!r} is not an {'/'.join(_NAMESPACES)} operator")
-    try:
-        op = getattr(getattr(getattr(torch.ops, parts[0]), parts[1]), parts[2])
-    except (AttributeError, RuntimeError):
-        raise GraphError(f"unknown operator {name!r} (made by a newer PyTorch?)") from None
-    if not isinstance(op, torch._ops.OpOverload):
-        raise GraphError(f"{name!r} is not an operator overload")
-    if op._schema.is_mutable:
-        raise GraphError(f"operator {name!r} mutates its inputs; refusing to run it")
-    return op
-
-
-
-
-def _decode(value: Any, index: dict[str, int]) -> Any:
-    """Decode an argument; node references become ``_Ref`` placeholders."""
-    import torch
-
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, list):
-        return [_decode(v, index) for v in value]
-    if isinstance(value, dict) and len(value) == 1:
-        (tag, arg), = value.items()
-        if tag == "$ref":
-            if arg not in index:
-                raise GraphError(f"reference to {arg!r} before it is defined")
-            return _Ref(index[arg])
-        if tag == "$float" and arg in ("inf", "-inf", "nan"):
-            return float(arg)
-        enum_type = {"$dtype": torch.dtype, "$layout": torch.layout,
-                     "$memory_format": torch.memory_format}.get(tag)
-        if enum_type is not None and isinstance(arg, str) and arg.isidentifier():
-            found = getattr(torch, arg, None)
-            if isinstance(found, enum_type):
-                return found
-        if tag == "$device" and isinstance(arg, str):
-            return torch.device(arg)
-    raise GraphError(f"cannot decode the argument {value!r}")
-
-
-class _Ref:
-    __slots__ = ("i",)
-
-    def __init__(self, i: int):
-        self.i = i
-
-
-def _bind(value: Any, env: list[Any]) -> Any:
-    if isinstance(value, _Ref):
-        return env[value.i]
-    if isinstance(value, list):
-        return [_bind(v, env) for v in value]
-    return value
-
-
-def _refs(value: Any) -> list[int]:
-    if isinstance(value, _Ref):
-        return [value.i]
-    if isinstance(value, list):
-        return [i for v in value for i in _refs(v)]
-    return []
-
-
-def _has_ref(value: Any) -> bool:
-    return isinstance(value, _Ref) or (isinstance(value, list) and any(map(_has_ref, value)))
-
-
 class SafeGraph:
-    """A runnable graph decoded from a spec made by :func:`graph_to_spec`.
+    """A runnable graph decoded from a spec made by :func:`graph_to_spec`, checked first.
 
     Parameters
     ----------
     spec:
         The JSON graph.
     tensors:
-        Named tensors (from safetensors); each must match the shape and dtype the graph
-        declares for it.
+        Named tensors (from safetensors): exactly the keys the graph declares, each with
+        the declared shape and dtype.
+    input_shape, input_dtype:
+        The request tensor: ``[-1, ...]`` (``-1`` is the batch) and its dtype name, as
+        ``hybridnb-model.json`` records them. Sizes are checked for these.
+    limits:
+        Caps on the graph (:class:`~hybridnb.serve.graph_policy.GraphLimits`).
+    fold:
+        Run once, at load, every step that depends only on stored tensors (int8 weights
+        dequantized once). ``False`` keeps every step, for :meth:`run_with`.
+
+    Raises :class:`GraphError` naming the node, operator and argument that is refused.
     """
 
-    def __init__(self, spec: dict[str, Any], tensors: dict[str, torch.Tensor]):
-        if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-            raise GraphError(f"not a {FORMAT} graph")
-        index: dict[str, int] = {}
-        env: list[Any] = []
-        self._input = -1
-        try:
-            for item in spec["inputs"]:
-                index[item["node"]] = len(env)
-                if item["kind"] == "input":
-                    self._input = len(env)
-                    env.append(None)
-                    continue
-                tensor = tensors.get(item["key"])
-                if tensor is None:
-                    raise GraphError(f"tensor {item['key']!r} is missing from the weights")
-                if list(tensor.shape) != item["shape"] or str(tensor.dtype)[6:] != item["dtype"]:
-                    raise GraphError(
-                        f"tensor {item['key']!r} is {str(tensor.dtype)[6:]}"
-                        f"{list(tensor.shape)}, the graph expects {item['dtype']}{item['shape']}")
-                env.append(tensor)
-            steps = []
-            for node in spec["nodes"]:
-                fn = _resolve(node["op"])
-                args = _decode(node["args"], index)
-                kwargs = {str(k): _decode(v, index) for k, v in node["kwargs"].items()}
-                steps.append((fn, args, kwargs, _has_ref(args) or _has_ref(list(kwargs.values()))))
-                index[node["name"]] = len(env)
-                env.append(None)
-            self._outputs = [_decode(o, index) for o in spec["outputs"]]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise GraphError(f"malformed graph: {exc!r}") from None
-        if self._input < 0:
-            raise GraphError("the graph has no input")
-        first = len(env) - len(steps)
-        self._steps = self._fold(steps, env, first)
+    def __init__(self, spec: dict[str, Any], tensors: Mapping[str, torch.Tensor], *,
+                 input_shape: Sequence[int], input_dtype: str = "float32",
+                 limits: GraphLimits | None = None, fold: bool = True):
+        import torch
+
+        from .graph_shapes import check_sizes
+
+        limits = limits or GraphLimits()
+        if input_dtype not in DTYPES:
+            raise GraphError(f"input dtype {input_dtype!r}: expected one of {', '.join(DTYPES)}")
+        self._row = row_shape(input_shape, limits)
+        self._dtype = getattr(torch, input_dtype)
+        self._max_batch = limits.max_batch
+        inputs, steps, out = parse(spec, limits)
+        declared = {i.key for i in inputs if i.key is not None}
+        extra = sorted(set(tensors) - declared)
+        if extra:
+            raise GraphError(f"the weights hold tensors the graph never uses: "
+                             f"{_short(extra)}; remove them")
+        env: list[Any] = [None] * (len(inputs) + len(steps))
+        self._keys: dict[int, str] = {}
+        for i, item in enumerate(inputs):
+            if item.key is None:
+                self._input = i
+                continue
+            tensor = tensors.get(item.key)
+            if tensor is None:
+                raise GraphError(f"tensor {item.key!r} is missing from the weights")
+            got = str(tensor.dtype).removeprefix("torch.")
+            if list(tensor.shape) != item.shape or got != item.dtype:
+                raise GraphError(f"tensor {item.key!r} is {got}{list(tensor.shape)}, the "
+                                 f"graph expects {item.dtype}{item.shape}")
+            env[i], self._keys[i] = tensor, item.key
+        shapes = check_sizes(inputs, steps, out.i, self._input, self._row, self._dtype, limits)
+        self._out_row, self._out_dtype = shapes.output_row, shapes.output_dtype
+        self._output = out.i
+        self._all_steps = steps
+        self._steps = self._fold(steps, env, shapes.constant) if fold else steps
         self._env = env
 
+    @property
+    def output_shape(self) -> list[int]:
+        """The output's shape, ``-1`` for the batch."""
+        return [-1, *self._out_row]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the graph on one input batch."""
+        """Run the graph on one input batch (longer than ``max_batch``: in chunks)."""
+        if x.dim() != len(self._row) + 1 or x.shape[1:] != self._row or x.dtype != self._dtype:
+            raise GraphError(f"the input is {str(x.dtype)[6:]}{list(x.shape)}; the graph "
+                             f"takes {str(self._dtype)[6:]}{[-1, *self._row]}")
+        rows = x.shape[0]
+        if rows == 0:
+            import torch
+
+            return torch.empty((0, *self._out_row), dtype=self._out_dtype)
+        if rows > self._max_batch:
+            import torch
+
+            step = self._max_batch
+            return torch.cat([self._run(x[i:i + step]) for i in range(0, rows, step)])
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         env = list(self._env)
         env[self._input] = x
-        for i, fn, args, kwargs, refs in self._steps:
-            if refs:
-                env[i] = fn(*_bind(args, env), **{k: _bind(v, env) for k, v in kwargs.items()})
+        for step in self._steps:
+            if step.refs:
+                env[step.slot] = step.fn(*bind_env(step.args, env),
+                                         **{k: bind_env(v, env) for k, v in step.kwargs.items()})
             else:
-                env[i] = fn(*args, **kwargs)
-        out: torch.Tensor = _bind(self._outputs[0], env)
+                env[step.slot] = step.fn(*step.args, **step.kwargs)
+        out: torch.Tensor = env[self._output]
         return out
 
-    def _fold(self, steps: list[Any], env: list[Any], first: int) -> list[Any]:
+    def run_with(self, tensors: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Run every step (none folded) on ``tensors`` in place of the loaded ones.
+
+        For tracing the checked graph into a new program with ``torch.export``
+        (:mod:`hybridnb.serve.compression` passes its module's buffers, so they stay
+        buffers); serving calls the graph itself. ``x`` is not checked here: the tracer
+        checks shapes itself.
+        """
+        env: list[Any] = [None] * len(self._env)
+        for slot, key in self._keys.items():
+            env[slot] = tensors[key]
+        env[self._input] = x
+        for step in self._all_steps:
+            env[step.slot] = step.fn(*bind_env(step.args, env),
+                                     **{k: bind_env(v, env) for k, v in step.kwargs.items()})
+        out: torch.Tensor = env[self._output]
+        return out
+
+    def _fold(self, steps: list[_Step], env: list[Any], constant: list[bool]) -> list[_Step]:
         """Run once, now, every step that depends only on stored tensors; return the rest.
 
         Compressed bundles store int8 weights and dequantize them in the graph
         (:mod:`hybridnb.serve.compression`): folding does that once at load instead of on
-        every request. Seeded random operators are never folded (each call must draw).
+        every request. The sizes were checked before (no allowed operator draws random
+        numbers, so a folded step gives what it would give on every call).
         """
-        import torch
-
-        const = [i != self._input for i in range(first)]
         live = []
-        for i, (fn, args, kwargs, refs) in enumerate(steps, start=first):
-            deps = _refs(args) + _refs(list(kwargs.values()))
-            seeded = torch.Tag.nondeterministic_seeded in getattr(fn, "tags", ())
-            if not seeded and all(const[d] for d in deps):
-                try:
-                    env[i] = fn(*_bind(args, env), **{k: _bind(v, env) for k, v in kwargs.items()})
-                except Exception as exc:
-                    raise GraphError(f"operator {fn} fails on the stored tensors: {exc}") from None
-                const.append(True)
-            else:
-                const.append(False)
-                live.append((i, fn, args, kwargs, refs))
+        for step in steps:
+            if not constant[step.slot]:
+                live.append(step)
+                continue
+            try:
+                env[step.slot] = step.fn(*bind_env(step.args, env),
+                                         **{k: bind_env(v, env) for k, v in step.kwargs.items()})
+            except Exception as exc:
+                raise GraphError(f"{step.where}: fails on the stored tensors: "
+                                 f"{_short(str(exc), 300)}") from None
         # Drop stored tensors only folded steps needed (e.g. int8 weights once dequantized).
-        used = {d for _, _, args, kwargs, _ in live
-                for d in _refs(args) + _refs(list(kwargs.values()))}
-        used |= set(_refs(self._outputs))
+        used = {d for step in live for d in step.refs} | {self._output}
         for i in range(len(env)):
-            if const[i] and i not in used:
+            if constant[i] and i not in used:
                 env[i] = None
         return live
 

@@ -34,17 +34,19 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..data.preprocessing import Preprocessing
 from ..errors import OperationError, UsageError
 from ..fileio import replace_dir, sha256_file
-from .graph import SafeGraph, graph_to_spec
+from .graph import SafeGraph, expected_tensors, graph_to_spec
+from .graph_policy import GraphLimits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -309,11 +311,19 @@ def _stats_from(preprocessing: Mapping[str, Any] | None, example: Any
     return stats
 
 
-def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+def load_bundle(path: str | os.PathLike[str], *, limits: GraphLimits | None = None) -> Bundle:
     """Load and validate a bundle directory without unpickling anything.
 
-    Raises :class:`BundleError` naming the file that is missing, unreadable or does not
-    match its recorded digest.
+    Loading is as safe as loading safetensors: every file must be a regular file inside
+    the bundle directory, within a size limit, matching its recorded digest; the
+    metadata must have the documented shape; the graph may call only the operators and
+    arguments :mod:`hybridnb.serve.graph_policy` allows, within its limits (checked for
+    every batch size before anything runs); the stored tensors must be exactly the ones
+    the graph declares. Raises :class:`BundleError` naming the file (and for the graph
+    the node, operator and argument) that is refused.
+
+    ``limits`` raises the caps (:class:`~hybridnb.serve.graph_policy.GraphLimits`) for a
+    bundle you trust that needs more; the defaults suit untrusted bundles.
 
     >>> try:
     ...     load_bundle("/nonexistent")
@@ -321,45 +331,41 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     ...     print(exc)
     /nonexistent/hybridnb-model.json: no such file; is /nonexistent a model bundle?
     """
-    import safetensors
-    import safetensors.torch
     import torch
 
+    limits = limits or GraphLimits()
+    data_limit = limits.max_constant_bytes + _DATA_SLACK
     root = Path(path)
     meta_path = root / META_FILE
-    meta = _read_json(meta_path)
-    try:
-        if meta.get("format") != FORMAT:
-            raise BundleError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-        for key in ("name", "version", "inputs", "outputs", "files", "content_hash"):
-            if key not in meta:
-                raise BundleError(f"{meta_path}: missing key {key!r}")
-        specs = [TensorSpec(**meta["inputs"][0]), TensorSpec(**meta["outputs"][0])]
-        for spec in specs:
-            spec.dtype  # noqa: B018 - raises KeyError on an unknown datatype
-        files = meta["files"]
-        if _content_hash(files) != meta["content_hash"]:
-            raise BundleError(f"{meta_path}: content_hash does not match the file digests")
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise BundleError(f"{meta_path}: malformed metadata ({exc!r})") from None
+    meta = _read_json(root, META_FILE)
+    specs = _check_meta(meta, meta_path)
+    files = meta["files"]
+    graph_bytes = b""
     for name in _HASHED:
-        file = root / name
-        if not file.is_file():
-            raise BundleError(f"{file}: no such file; the bundle is incomplete")
+        if name == GRAPH_FILE:
+            graph_bytes = _read_member(root, name, MAX_JSON_BYTES)
+            digest = hashlib.sha256(graph_bytes).hexdigest()
+        else:
+            digest = _digest_member(root, name, data_limit)
         if name not in files:
             raise BundleError(f"{meta_path}: no digest recorded for {name}")
-        if sha256_file(file) != files[name]:
-            raise BundleError(f"{file}: contents do not match the digest in {META_FILE} "
-                              "(corrupt or modified)")
-    graph_spec = _read_json(root / GRAPH_FILE)
+        if digest != files[name]:
+            raise BundleError(f"{root / name}: contents do not match the digest in "
+                              f"{META_FILE} (corrupt or modified)")
+    graph_spec = _parse_json(graph_bytes, root / GRAPH_FILE)
     try:
-        tensors = safetensors.torch.load_file(root / WEIGHTS_FILE)
-    except (safetensors.SafetensorError, OSError, ValueError) as exc:
-        raise BundleError(f"{root / WEIGHTS_FILE}: unreadable safetensors ({exc})") from None
-    try:
-        graph = SafeGraph(graph_spec, tensors)
+        expected = expected_tensors(graph_spec, limits)
     except UsageError as exc:
         raise BundleError(f"{root / GRAPH_FILE}: {exc}") from None
+    tensors = _load_weights(root, expected, data_limit)
+    try:
+        graph = SafeGraph(graph_spec, tensors, input_shape=specs[0].shape,
+                          input_dtype=specs[0].dtype, limits=limits)
+    except UsageError as exc:
+        raise BundleError(f"{root / GRAPH_FILE}: {exc}") from None
+    if graph.output_shape != specs[1].shape:
+        raise BundleError(f"{meta_path}: the graph's output is {graph.output_shape}, the "
+                          f"metadata declares {specs[1].shape}")
     try:
         stats = _stats_from(meta.get("preprocessing"), torch.zeros(
             [2, *specs[0].shape[1:]], dtype=getattr(torch, specs[0].dtype)))
@@ -384,13 +390,159 @@ def _smoke_test(b: Bundle) -> None:
                           f"match the declared {b.output.shape}")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+#: Size limits of a bundle's files: its JSON; its weights and exported program may hold
+#: the graph limits' stored tensors plus this much (headers, code).
+MAX_JSON_BYTES = 16 << 20
+_DATA_SLACK = 256 << 20
+#: safetensors dtype codes -> torch dtype names.
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+              "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+              "BOOL": "bool", "C64": "complex64", "C128": "complex128"}
+
+
+def _open_member(root: Path, name: str, limit: int) -> tuple[BinaryIO, Path]:
+    """Open ``root/name`` for reading: a regular file inside ``root``, at most ``limit``.
+
+    Symlinks are followed only to files inside the bundle directory; FIFOs and devices
+    are refused without blocking (O_NONBLOCK) rather than read forever.
+    """
+    path = root / name
     try:
-        data = json.loads(path.read_text())
+        real = path.resolve(strict=True)
+        inside = real.is_relative_to(root.resolve(strict=True))
     except FileNotFoundError:
-        raise BundleError(f"{path}: no such file; is {path.parent} a model bundle?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{path}: expected a JSON object")
+        if name == META_FILE:
+            raise BundleError(f"{path}: no such file; is {root} a model bundle?") from None
+        raise BundleError(f"{path}: no such file; the bundle is incomplete") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a permission error
+        raise BundleError(f"{path}: cannot be opened ({exc})") from None
+    if not inside:
+        raise BundleError(f"{path}: links to {real}, outside the bundle directory; a "
+                          "bundle's files must be inside it")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be opened ({exc.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise BundleError(f"{path}: not a regular file (a directory, device or pipe)")
+    if info.st_size > limit:
+        os.close(fd)
+        raise BundleError(f"{path}: {info.st_size} bytes, more than the {limit} a bundle's "
+                          f"{name} may have")
+    return os.fdopen(fd, "rb"), real
+
+
+def _read_member(root: Path, name: str, limit: int) -> bytes:
+    fh, _ = _open_member(root, name, limit)
+    with fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise BundleError(f"{root / name}: unreadable ({exc.strerror})") from None
+    if len(data) > limit:
+        raise BundleError(f"{root / name}: more than the {limit} bytes a bundle's {name} "
+                          "may have")
     return data
+
+
+def _digest_member(root: Path, name: str, limit: int) -> str:
+    fh, _ = _open_member(root, name, limit)
+    digest, size = hashlib.sha256(), 0
+    with fh:
+        try:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                size += len(block)
+                if size > limit:
+                    raise BundleError(f"{root / name}: more than the {limit} bytes a "
+                                      f"bundle's {name} may have")
+                digest.update(block)
+        except OSError as exc:
+            raise BundleError(f"{root / name}: unreadable ({exc.strerror})") from None
+    return digest.hexdigest()
+
+
+def _parse_json(data: bytes, path: Path) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise BundleError(f"{path}: unreadable JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, huge integers
+        raise BundleError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise BundleError(f"{path}: expected a JSON object")
+    return parsed
+
+
+def _read_json(root: Path, name: str) -> dict[str, Any]:
+    return _parse_json(_read_member(root, name, MAX_JSON_BYTES), root / name)
+
+
+def _tensor_spec(value: Any, where: str) -> TensorSpec:
+    if not isinstance(value, dict) or set(value) != {"name", "datatype", "shape"}:
+        raise BundleError(f"{where}: expected {{'name', 'datatype', 'shape'}}, got "
+                          f"{str(value)[:80]}")
+    shape = value["shape"]
+    if not isinstance(value["name"], str) or value["datatype"] not in DATATYPES.values():
+        raise BundleError(f"{where}: the name must be a string and the datatype one of "
+                          f"{', '.join(DATATYPES.values())}")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 16 or shape[0] != -1 or any(
+            type(d) is not int or d < 1 for d in shape[1:]):
+        raise BundleError(f"{where}: shape {repr(shape)[:80]}; expected -1 (the batch) and "
+                          "positive sizes")
+    return TensorSpec(**value)
+
+
+def _check_meta(meta: dict[str, Any], meta_path: Path) -> tuple[TensorSpec, TensorSpec]:
+    if meta.get("format") != FORMAT:
+        raise BundleError(f"{meta_path}: format {str(meta.get('format'))[:40]!r}, expected "
+                          f"{FORMAT!r}")
+    for key in ("name", "version", "inputs", "outputs", "files", "content_hash"):
+        if key not in meta:
+            raise BundleError(f"{meta_path}: missing key {key!r}")
+    for key in ("inputs", "outputs"):
+        if not isinstance(meta[key], list) or len(meta[key]) != 1:
+            raise BundleError(f"{meta_path}: {key!r} must list exactly one tensor")
+    specs = (_tensor_spec(meta["inputs"][0], f"{meta_path}: inputs[0]"),
+             _tensor_spec(meta["outputs"][0], f"{meta_path}: outputs[0]"))
+    files = meta["files"]
+    if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise BundleError(f"{meta_path}: 'files' must map file names to SHA-256 digests")
+    if not isinstance(meta["content_hash"], str) or _content_hash(files) != meta["content_hash"]:
+        raise BundleError(f"{meta_path}: content_hash does not match the file digests")
+    labels = meta.get("labels")
+    if labels is not None and not (isinstance(labels, list)
+                                   and all(isinstance(x, str) for x in labels)):
+        raise BundleError(f"{meta_path}: 'labels' must be a list of strings or null")
+    return specs
+
+
+def _load_weights(root: Path, expected: Mapping[str, tuple[str, list[int]]], limit: int
+                  ) -> dict[str, torch.Tensor]:
+    """Check the safetensors header against what the graph declares, then load."""
+    import safetensors
+
+    path = root / WEIGHTS_FILE
+    fh, real = _open_member(root, WEIGHTS_FILE, limit)
+    fh.close()
+    try:
+        with safetensors.safe_open(str(real), framework="pt") as f:
+            keys = set(f.keys())
+            for key in sorted(keys - set(expected)):
+                raise BundleError(f"{path}: tensor {key[:80]!r} is not used by the graph; "
+                                  "remove it")
+            for key, (dtype, shape) in expected.items():
+                if key not in keys:
+                    raise BundleError(f"{path}: tensor {key!r} is missing (the graph uses it)")
+                piece = f.get_slice(key)
+                got = (_ST_DTYPES.get(piece.get_dtype(), piece.get_dtype()), piece.get_shape())
+                if got != (dtype, shape):
+                    raise BundleError(f"{path}: tensor {key!r} is {got[0]}{got[1]}, the "
+                                      f"graph expects {dtype}{shape}")
+            return {key: f.get_tensor(key) for key in expected}
+    except BundleError:
+        raise
+    except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise BundleError(f"{path}: unreadable safetensors ({exc})") from None

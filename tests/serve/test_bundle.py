@@ -112,7 +112,7 @@ def test_unsafe_operators_are_refused(mlp, tmp_path, op):
 
 def test_unknown_argument_tags_are_refused(mlp, tmp_path):
     path = _copy(mlp[1], tmp_path)
-    _rewrite_graph(path, lambda g: g["nodes"][0]["args"].append({"$dtype": "__class__"}))
+    _rewrite_graph(path, lambda g: g["nodes"][0]["args"].__setitem__(2, {"$dtype": "__class__"}))
     with pytest.raises(BundleError, match="cannot decode"):
         load_bundle(path)
 

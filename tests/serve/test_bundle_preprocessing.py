@@ -148,6 +148,8 @@ HOSTILE = [
      r"fit_on\.rows: expected a count"),
     ({"mean": [0.0] * 3, "std": 1.0}, r"preprocessing\.mean: shape \[3\] does not fit"),
     ({"mean": 0.0, "std": [0.0] * 8}, r"preprocessing\.std contains zeros"),
+    # Found by the fuzz test: float32 endpoints would divide by 0 (an overflow in float64).
+    ({"mean": 0.0, "std": 2.2250738585072014e-308}, r"preprocessing\.std has values below"),
     (["mean", "std"], r"expected a JSON object, got list"),
     ("(x - 1) / 2", r"expected a JSON object, got str"),
 ]
