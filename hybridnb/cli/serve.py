@@ -166,10 +166,11 @@ def deploy(bundle: Path = typer.Argument(..., help="The model bundle directory."
     from ..serve.endpoint import deploy as start
 
     autoscale = {"min": replicas, "max": autoscale_max} if autoscale_max else None
-    ep = start(loaded, site=site, replicas=replicas, routing=routing, token=token,
-               batching=False if no_batching else None, autoscale=autoscale)
     stop = threading.Event()
+    # Before starting: a SIGTERM while replicas start stops them too, once started.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ep = start(loaded, site=site, replicas=replicas, routing=routing, token=token,
+               batching=False if no_batching else None, autoscale=autoscale, port=port)
     typer.echo(f"{ep!r} (Ctrl-C stops)", err=True)
     try:
         while not stop.wait(0.5):
