@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import OperationError, UsageError
 from ..state import Kind, StateStore, Status
+from .auth import resolve_token
 from .autoscale import AutoscalePolicy, Autoscaler
 from .process import start_server
 from .router import POLICIES, Replica, ReplicaPool, RouterMetrics
@@ -63,7 +64,9 @@ class Deployment:
         self.wanted = {"stable": replicas, "canary": 0}
         self.settings = settings or ServeSettings()
         self.routing = routing
-        self.token = token
+        # Resolved once, here: the router and every replica check the same token (the
+        # replicas would otherwise read $HYBRIDNB_ENDPOINT_TOKEN and the router not).
+        self.token = resolve_token(token or self.settings.token, "127.0.0.1")
         self.port = port
         self.name = name or Path(bundle).name
         self.pool = ReplicaPool()

@@ -91,6 +91,14 @@ def test_bad_arguments_are_usage_errors(mlp, hybridnb_home):
         deploy(mlp[1], site="edge-1")
 
 
+def test_router_and_replicas_share_the_environments_token(mlp, hybridnb_home, monkeypatch):
+    from hybridnb.serve.deployment import Deployment
+
+    monkeypatch.setenv("HYBRIDNB_ENDPOINT_TOKEN", "from-env")
+    assert Deployment(mlp[1].path, record=False).token == "from-env"
+    assert Deployment(mlp[1].path, token="given", record=False).token == "given"
+
+
 # -- real deployments ------------------------------------------------------------------------
 
 

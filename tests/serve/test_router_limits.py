@@ -142,21 +142,21 @@ def test_a_replicas_503_is_retried_on_another(mlp):
     full = ServeSettings(max_in_flight=1, max_queue=0, max_latency_ms=0)
     with gated(b) as (blocked, gate), \
             ServerThread(create_app(blocked, full)) as a, \
-            ServerThread(create_app(b)) as other, cf.ThreadPoolExecutor(1) as pool:
-        with router(a.url, other.url) as (srv, _):
-            first = pool.submit(httpx.post, srv.url + INFER, json=X, timeout=30)  # to a
-            assert gate.entered.wait(10)  # a is full now
-            assert httpx.post(srv.url + INFER, json=X).status_code == 200  # to other
-            r = httpx.post(srv.url + INFER, json=X)  # to a, refused, then other
-            assert r.status_code == 200
-            assert sample(srv.url, "hybridnb_router_retries_total") == 1
-            assert sample(a.url, "hybridnb_endpoint_rejected_total") == 1
-            with router(a.url) as (alone, _):
-                r = httpx.post(alone.url + INFER, json=X)
-                assert r.status_code == 503 and r.headers["retry-after"] == "1"
-                assert "capacity" in r.json()["error"]
-            gate.event.set()
-            assert first.result(30).status_code == 200
+            ServerThread(create_app(b)) as other, cf.ThreadPoolExecutor(1) as pool, \
+            router(a.url, other.url) as (srv, _):
+        first = pool.submit(httpx.post, srv.url + INFER, json=X, timeout=30)  # to a
+        assert gate.entered.wait(10)  # a is full now
+        assert httpx.post(srv.url + INFER, json=X).status_code == 200  # to other
+        r = httpx.post(srv.url + INFER, json=X)  # to a, refused, then other
+        assert r.status_code == 200
+        assert sample(srv.url, "hybridnb_router_retries_total") == 1
+        assert sample(a.url, "hybridnb_endpoint_rejected_total") == 1
+        with router(a.url) as (alone, _):
+            r = httpx.post(alone.url + INFER, json=X)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert "capacity" in r.json()["error"]
+        gate.event.set()
+        assert first.result(30).status_code == 200
 
 
 def test_metrics_auth_at_the_router(replicas):
