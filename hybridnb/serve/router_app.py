@@ -61,7 +61,10 @@ class RouterState:
 
 
 class _Refused(Exception):
-    """The replica did not take the request (nothing was run): try another one."""
+    """The replica gave no result, and sending the request elsewhere is safe.
+
+    ``response`` is its 503 when it refused one; ``dead`` says that nothing listens there.
+    """
 
     def __init__(self, why: str, response: Any = None, dead: bool = False):
         super().__init__(why)

@@ -84,7 +84,7 @@ def uvicorn_options() -> dict[str, Any]:
 
 
 def _waiting(server: uvicorn.Server, sockets: list[socket.socket]) -> bool:
-    """Whether a listening socket has a connection to accept, or an idle connection bytes."""
+    """Whether a connection waits to be accepted, or an idle one has unread bytes."""
     fds = [s.fileno() for s in sockets]
     for srv in getattr(server, "servers", []):
         fds += [s.fileno() for s in srv.sockets or ()]
@@ -142,7 +142,6 @@ def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
             await super().shutdown(sockets)
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            self.loop = asyncio.get_running_loop()
             await super().startup(sockets)
             if ready_file is not None and self.started and sockets:
                 host, port = sockets[0].getsockname()[:2]
@@ -217,6 +216,7 @@ class ServerThread:
         self.host = host
         self.port = int(self.sock.getsockname()[1])
         self.server = _make_server(app, log_config=None, drain_timeout_s=drain_timeout_s)
+        self.drain_timeout_s = drain_timeout_s
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}",
                                         daemon=True)
         self._error: BaseException | None = None
@@ -246,12 +246,15 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Drain and stop: readiness off, in-flight requests finish, thread ends."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain and stop: readiness off, in-flight requests finish, thread ends.
+
+        Waits up to ``timeout`` seconds (default: the drain timeout and a little more).
+        """
         if self._thread.is_alive():
             self.app.state.serving.begin_drain()
             self.server.should_exit = True
-            self._thread.join(timeout)
+            self._thread.join(self.drain_timeout_s + 5.0 if timeout is None else timeout)
         self.sock.close()
 
     def __enter__(self) -> ServerThread:
