@@ -26,7 +26,7 @@ class Admission:
         self.refused = 0
 
     def resize(self, max_in_flight: int, max_queue: int) -> None:
-        """Change the limits (a router's follow its replica count); admitted ones stay.
+        """Change the limits (a router's follow its replica count); admitted requests stay.
 
         >>> gate = Admission(1, 0); gate.try_acquire(); gate.resize(2, 0); gate.try_acquire()
         True

@@ -43,7 +43,7 @@ class ServeSettings:
         ``/metrics`` asks for the token too (when there is one). Off by default: metrics
         carry counts and latencies, never inputs or outputs, and scrapers (hybridnb's
         collector, a Prometheus given the targets) do not hold endpoint tokens; keep
-        ``/metrics`` off public routes instead (the rendered Ingress does not route it).
+        ``/metrics`` off public routes instead (an Ingress should not route it).
         Turn it on where the port itself is reachable by others, and give the scraper
         the token (Prometheus: ``authorization: {credentials: ...}``).
     threads:
