@@ -155,12 +155,28 @@ def test_sigterm_of_hybridnb_deploy_answers_what_was_sent(mlp, hybridnb_home):
         proc.send_signal(signal.SIGTERM)
         assert answers(socks) == [200] * len(socks)
         assert proc.wait(60) == 0, log.read_text()
+        for p in rec.pids:
+            wait_until(lambda p=p: not _alive(p.pid), timeout=30, what=f"replica {p.pid}")
     finally:
-        if proc.poll() is None:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``hybridnb deploy`` and whatever replicas it left (they have sessions of their
+    own, so killing the command alone would orphan them)."""
+    from hybridnb.state import Kind, StateStore
+
+    if proc.poll() is None:
+        proc.terminate()  # it closes its replicas
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    for p in rec.pids:
-        wait_until(lambda p=p: not _alive(p.pid), timeout=30, what=f"replica {p.pid}")
+    for rec in StateStore().list(Kind.endpoint):
+        for p in rec.pids:
+            if _alive(p.pid):
+                os.kill(p.pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
