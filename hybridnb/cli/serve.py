@@ -32,7 +32,9 @@ def serve(bundle: Path = typer.Argument(..., help="The model bundle directory.")
               None, "--max-queue", help="Requests waiting; beyond, 503 with Retry-After."),
           timeout: float | None = typer.Option(None, "--timeout",
                                                help="Per-request timeout in seconds."),
-          threads: int | None = typer.Option(None, "--threads", help="Torch threads.")
+          threads: int | None = typer.Option(None, "--threads", help="Torch threads."),
+          metrics_auth: bool = typer.Option(
+              False, "--metrics-auth", help="/metrics asks for the token too.")
           ) -> None:
     """Serve a model bundle (Open Inference Protocol v2, KServe v1, /metrics) until Ctrl-C."""
     import logging
@@ -44,7 +46,8 @@ def serve(bundle: Path = typer.Argument(..., help="The model bundle directory.")
 
     given: dict[str, Any] = {"max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
              "max_in_flight": max_in_flight, "max_queue": max_queue,
-             "request_timeout_s": timeout, "threads": threads}
+             "request_timeout_s": timeout, "threads": threads,
+             "metrics_auth": metrics_auth or None}
     settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
     if no_batching:
         settings = settings.replace(batching=False)
@@ -141,7 +144,9 @@ def deploy(ctx: typer.Context,
            no_batching: bool = typer.Option(False, "--no-batching",
                                             help="Run every request alone."),
            autoscale_max: int | None = typer.Option(
-               None, "--autoscale-max", help="Autoscale between --replicas and this.")
+               None, "--autoscale-max", help="Autoscale between --replicas and this."),
+           metrics_auth: bool = typer.Option(
+               False, "--metrics-auth", help="/metrics asks for the token too.")
            ) -> None:
     """Deploy a bundle: local replicas behind a router, or render Kubernetes/nginx/edge files."""
     from ..serve.model_bundle import load_bundle
@@ -158,12 +163,15 @@ def deploy(ctx: typer.Context,
     import threading
 
     from ..serve.endpoint import deploy as start
+    from ..serve.settings import ServeSettings
 
     autoscale = {"min": replicas, "max": autoscale_max} if autoscale_max else None
-    ep = start(loaded, site=site, replicas=replicas, routing=routing, token=token,
-               batching=False if no_batching else None, autoscale=autoscale)
     stop = threading.Event()
+    # Before starting: a SIGTERM while replicas start stops them too, once started.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ep = start(loaded, site=site, replicas=replicas, routing=routing, token=token,
+               batching=False if no_batching else None, autoscale=autoscale, port=port,
+               settings=ServeSettings(metrics_auth=metrics_auth))
     st = ep.status()
     typer.echo(f"endpoint {loaded.name!r} at {ep.url}: {st['healthy']} of "
                f"{len(st['replicas'])} replicas healthy, {routing} routing", err=True)

@@ -25,6 +25,15 @@ class Admission:
         self.admitted = 0
         self.refused = 0
 
+    def resize(self, max_in_flight: int, max_queue: int) -> None:
+        """Change the limits (a router's follow its replica count); admitted requests stay.
+
+        >>> gate = Admission(1, 0); gate.try_acquire(); gate.resize(2, 0); gate.try_acquire()
+        True
+        True
+        """
+        self.capacity = max_in_flight + max_queue
+
     def try_acquire(self) -> bool:
         """Admit one request if there is room; ``False`` means answer 503 now."""
         if self.admitted >= self.capacity:

@@ -61,27 +61,34 @@ class ServerState:
                                example=example)
         self.cache = ResponseCache(settings.cache_size) if settings.cache_size else None
         self._from_numpy = torch.from_numpy
+        self._cat = torch.cat
         self.started = False
         self.draining = False
 
     @property
+    def serving(self) -> bool:
+        """Whether requests are answered: from startup until the model stops."""
+        return self.started and self.batcher.running
+
+    @property
     def ready(self) -> bool:
-        return self.started and not self.draining and self.batcher.running
+        """Readiness: serving and not draining (balancers send only to ready servers)."""
+        return self.serving and not self.draining
 
     def begin_drain(self) -> None:
-        """Turn readiness off (503) so balancers stop sending; in-flight requests go on."""
+        """Turn readiness off (503) so balancers stop sending; in-flight requests go on.
+
+        Requests that still arrive are answered too, until the server closes: a client
+        (or balancer) that sent one before it saw readiness turn off must get its answer.
+        """
         if not self.draining:
             logger.info("draining: readiness is off, finishing in-flight requests")
         self.draining = True
 
     async def run(self, x: np.ndarray) -> np.ndarray:
         """Admit, queue and run one request's batch; return its output rows."""
-        rows = int(x.shape[0])
-        if rows > self.settings.max_batch_size:
-            raise HTTPError(413, f"the request has {rows} rows; this endpoint takes at most "
-                                 f"{self.settings.max_batch_size} per request")
-        if not self.ready:
-            raise HTTPError(503, "the endpoint is not ready (starting or draining)",
+        if not self.serving:
+            raise HTTPError(503, "the endpoint is not serving (starting or stopping)",
                             {"Retry-After": str(self.settings.retry_after_s)})
         if self.cache is not None:
             hit = self.cache.get(x)
@@ -96,7 +103,7 @@ class ServerState:
             if not x.flags.writeable:  # torch warns about (and may write to) read-only memory
                 x = x.copy()
             timeout = self.settings.request_timeout_s or None
-            out = await self.batcher.submit(self._from_numpy(x), timeout)
+            out = await self._infer(self._from_numpy(x), timeout)
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.request_timeout_s:g} s; "
                                  "the request was dropped") from None
@@ -107,6 +114,27 @@ class ServerState:
             self.cache.put(x, y)
         return y
 
+    async def _infer(self, x: Any, timeout: float | None) -> Any:
+        """Run ``x``; more rows than ``max_batch_size`` run as consecutive batches.
+
+        The parts go one after another, not all at once: other requests' rows share
+        the batches in between, so one large request cannot hold the model for all of
+        its parts. ``timeout`` covers the whole request.
+        """
+        n = self.settings.max_batch_size
+        rows = int(x.shape[0])
+        if rows <= n:
+            return await self.batcher.submit(x, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        parts = []
+        for start in range(0, rows, n):
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise asyncio.TimeoutError
+            parts.append(await self.batcher.submit(x[start:start + n], left))
+        return self._cat(parts)
+
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     import orjson
@@ -115,7 +143,11 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body; :class:`HTTPError` 413 as soon as it is over ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before reading anything.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -219,7 +251,7 @@ def create_app(bundle: Bundle | str | os.PathLike[str],
 
     async def infer(request: Request) -> Response:
         model_of(request)
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
         req = parse_infer(body, request.headers.get("inference-header-content-length"),
                           b.input, b.output)
         y = await state.run(req.x)
@@ -233,7 +265,7 @@ def create_app(bundle: Bundle | str | os.PathLike[str],
 
     async def v1_predict(request: Request) -> Response:
         model_of(request)
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
         y = await state.run(parse_v1(body, b.input))
         return Response(v1_response(y), 200, media_type="application/json")
 
@@ -254,7 +286,7 @@ def create_app(bundle: Bundle | str | os.PathLike[str],
         ("/v2/models/{name}/versions/{version}/ready", model_ready, ["GET"], False),
         ("/v1/models/{name}", v1_model, ["GET"], True),
         ("/v1/models/{name}:predict", v1_predict, ["POST"], True),
-        ("/metrics", metrics, ["GET"], False),
+        ("/metrics", metrics, ["GET"], settings.metrics_auth),
     ]
     routes = [Route(path, handler(path, fn, auth=auth), methods=methods)
               for path, fn, methods, auth in table]

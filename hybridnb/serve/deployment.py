@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import OperationError, UsageError
 from ..state import Kind, StateStore, Status
+from .auth import resolve_token
 from .autoscale import AutoscalePolicy, Autoscaler
 from .process import start_server
 from .router import POLICIES, Replica, ReplicaPool, RouterMetrics
@@ -49,7 +50,7 @@ class Deployment:
                  autoscale: AutoscalePolicy | dict[str, Any] | None = None,
                  routing: str = "round_robin", token: str | None = None,
                  store: StateStore | None = None, name: str | None = None,
-                 record: bool = True):
+                 record: bool = True, port: int = 0):
         if routing not in POLICIES:
             raise UsageError(f"unknown routing policy {routing!r}; choose one of "
                              f"{', '.join(POLICIES)}")
@@ -63,7 +64,10 @@ class Deployment:
         self.wanted = {"stable": replicas, "canary": 0}
         self.settings = settings or ServeSettings()
         self.routing = routing
-        self.token = token
+        # Resolved once, here: the router and every replica check the same token (the
+        # replicas would otherwise read $HYBRIDNB_ENDPOINT_TOKEN and the router not).
+        self.token = resolve_token(token or self.settings.token, "127.0.0.1")
+        self.port = port
         self.name = name or Path(bundle).name
         self.pool = ReplicaPool()
         self.metrics = RouterMetrics()
@@ -82,15 +86,21 @@ class Deployment:
         from .server import ServerThread
 
         n = self.wanted["stable"]
+        app = create_router_app(self.pool, self.routing, settings=self.settings,
+                                token=self.token, metrics=self.metrics,
+                                background=self._background)
+        try:  # the router's port first: a port in use fails before any replica starts
+            router = ServerThread(app, port=self.port,
+                                  drain_timeout_s=self.settings.drain_timeout_s)
+        except OSError as exc:
+            raise OperationError(f"the router cannot listen on 127.0.0.1:{self.port}: "
+                                 f"{exc.strerror or exc}; choose another port (0 picks a "
+                                 "free one)") from None
         try:
-            with cf.ThreadPoolExecutor(n) as pool:
-                futs = [pool.submit(self._spawn, "stable", i) for i in range(n)]
-                for fut in futs:
-                    fut.result()
-            app = create_router_app(self.pool, self.routing, token=self.token,
-                                    metrics=self.metrics, background=self._background)
-            self.router = ServerThread(app).start()
+            self._spawn_many("stable", n)
+            self.router = router.start()
         except BaseException:
+            router.sock.close()
             self.close()
             raise
         if self.store is not None:
@@ -108,9 +118,7 @@ class Deployment:
             self._closed = True
             if self.router is not None:
                 self.router.stop()
-            reps = list(self.pool.replicas)
-            with cf.ThreadPoolExecutor(max(1, len(reps))) as pool:
-                list(pool.map(self._retire, reps))
+            self._retire_many(list(self.pool.replicas))
         if self.store is not None and self.record_id is not None:
             self.store.update(self.record_id, status=Status.stopped, message="closed")
             self.record_id = None
@@ -141,10 +149,26 @@ class Deployment:
                             name=f"{self.name}-{track}-{index}")
         return self.pool.add(proc.url, track, proc, index=index, bundle=path)
 
+    def _spawn_many(self, track: str, n: int) -> None:
+        """Start ``n`` replicas of ``track`` in parallel, in the lowest free slots."""
+        if n <= 0:
+            return
+        used = {r.index for r in self.pool.replicas}
+        free = [i for i in range(len(used) + n) if i not in used][:n]
+        with cf.ThreadPoolExecutor(n) as pool:
+            for fut in [pool.submit(self._spawn, track, i) for i in free]:
+                fut.result()
+
     def _retire(self, rep: Replica) -> None:
         self.pool.remove(rep)  # out of routing first, then drain what it still has
         if rep.process is not None:
             rep.process.stop(grace=10.0)
+
+    def _retire_many(self, reps: list[Replica]) -> None:
+        """Retire ``reps`` in parallel (each drains on its own)."""
+        if reps:
+            with cf.ThreadPoolExecutor(len(reps)) as pool:
+                list(pool.map(self._retire, reps))
 
     def _note(self, message: str) -> None:
         logger.info("%s: %s", self.name, message)
@@ -162,16 +186,15 @@ class Deployment:
                 return
             for track in ("stable", "canary"):
                 bundle = self.bundles[track]
-                mine = [r for r in self.pool.replicas if r.track == track]
-                current = [r for r in mine if r.bundle == bundle]
-                for _ in range(self.wanted[track] - len(current)):
-                    self._spawn(track, self.pool.free_index())
-                # Retire replicas of an old bundle first, then unhealthy, then the newest.
-                extra = len(mine) - self.wanted[track] if bundle else len(mine)
+                wanted = self.wanted[track] if bundle else 0
+                current = [r for r in self.pool.replicas
+                           if r.track == track and r.bundle == bundle]
+                self._spawn_many(track, wanted - len(current))  # new ones first
+                # Then count again, new replicas included, and retire what is over:
+                # replicas of an old bundle first, then unhealthy ones, then the newest.
                 mine = [r for r in self.pool.replicas if r.track == track]
                 mine.sort(key=lambda r: (r.bundle == bundle, r.healthy, -r.index))
-                for rep in mine[:max(0, extra)]:
-                    self._retire(rep)
+                self._retire_many(mine[:max(0, len(mine) - wanted)])
             self._sync_record()
 
     def scale(self, n: int, track: str = "stable") -> None:

@@ -144,7 +144,8 @@ class Endpoint:
                                "replicas": {}}
         for rep in self._d.pool.replicas:
             try:
-                out["replicas"][rep.index] = _parse(httpx.get(rep.url + "/metrics").text)
+                out["replicas"][rep.index] = _parse(httpx.get(
+                    rep.url + "/metrics", headers=self.headers).text)
             except httpx.TransportError:
                 out["replicas"][rep.index] = {}
         return out
@@ -217,7 +218,7 @@ def deploy(bundle: str | os.PathLike[str] | Bundle, site: str = "local", replica
            autoscale: AutoscalePolicy | Mapping[str, Any] | None = None,
            routing: str = "round_robin", token: str | None = None,
            store: StateStore | None = None, settings: ServeSettings | None = None,
-           name: str | None = None, record: bool = True) -> Endpoint:
+           name: str | None = None, record: bool = True, port: int = 0) -> Endpoint:
     """Deploy a bundle: ``replicas`` server processes behind a router.
 
     Parameters
@@ -241,6 +242,9 @@ def deploy(bundle: str | os.PathLike[str] | Bundle, site: str = "local", replica
         Bearer token, checked at the router and at each replica.
     store, record:
         The state store (default: the user's); ``record=False`` skips recording.
+    port:
+        The router's port on 127.0.0.1 (``0``: a free one; :attr:`Endpoint.url` says
+        which). The replicas take free ports of their own.
     """
     if site != "local":
         raise UsageError(f"deploy() starts local deployments only; for site {site!r} "
@@ -253,5 +257,5 @@ def deploy(bundle: str | os.PathLike[str] | Bundle, site: str = "local", replica
     dep = Deployment(loaded.path, replicas=replicas, settings=settings,
                      autoscale=dict(autoscale) if isinstance(autoscale, Mapping) else autoscale,
                      routing=routing, token=token, store=store, name=name or loaded.name,
-                     record=record)
+                     record=record, port=port)
     return Endpoint(dep.start(), loaded)

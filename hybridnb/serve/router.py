@@ -14,9 +14,27 @@ unchanged to one replica, chosen by a policy from :data:`POLICIES`:
     two at random, the one with fewer in flight (cheap, and no herd on one replica).
 
 With a canary, a request first picks a track (``stable``/``canary``) by the canary's
-percentage, then a replica of that track. A connection error (the replica died) marks
-the replica unhealthy and retries once on another one; other answers, 503 included,
-pass through, so admission control at the replicas stays visible to clients.
+percentage, then a replica of that track.
+
+What the router does when a replica does not answer 200 (:mod:`~hybridnb.serve.router_app`):
+
+- refused connection or connect timeout (nothing was sent), or a 503 (the replica's
+  admission control or drain refused it unprocessed): sent once more, to another
+  replica; a refused connection also marks the replica unhealthy (nothing listens
+  there any more), the only verdict a single request gives;
+- connection closed or reset with no answer (the replica died mid-request): sent
+  once more elsewhere; inference has no side effects, so a second run is safe;
+- no answer within the timeout: 504 for that request, and nothing else. A slow
+  replica is not a dead one: the health loop judges it by its readiness probe, and
+  re-sending a request that a busy replica may still run only adds load where there
+  is too much;
+- any other answer passes through, and so does the last 503 when no other replica
+  is left to try.
+
+The router has admission control of its own (:class:`~hybridnb.serve.admission.Admission`):
+at most ``max_in_flight + max_queue`` requests per replica, refused beyond that at once
+with 503 and ``Retry-After``, and bodies over ``max_body_bytes`` get 413 before any is
+sent on; the limits are the replicas' :class:`~hybridnb.serve.settings.ServeSettings`.
 
 >>> pool = ReplicaPool()
 >>> a, b = pool.add("http://127.0.0.1:1"), pool.add("http://127.0.0.1:2")
@@ -183,12 +201,16 @@ class RouterMetrics:
             "hybridnb_router_request_duration_seconds", "Time from request to response "
             "at the router, by track.", ["version"], buckets=LATENCY_BUCKETS,
             registry=self.registry)
-        self.retries = Counter("hybridnb_router_retries", "Requests retried on another "
-                               "replica after a connection error.", registry=self.registry)
+        self.retries = Counter("hybridnb_router_retries", "Requests sent again to another "
+                               "replica after a connection error or a replica's 503.",
+                               registry=self.registry)
+        self.rejected = Counter("hybridnb_router_rejected", "Requests refused at the "
+                                "router (503) because it held all its replicas can take.",
+                                registry=self.registry)
         self.replicas = Gauge("hybridnb_router_replicas", "Replicas, by health and track.",
                               ["state", "version"], registry=self.registry)
-        self.in_flight = Gauge("hybridnb_router_in_flight", "Requests in flight at the router.",
-                               registry=self.registry)
+        self.in_flight = Gauge("hybridnb_router_in_flight", "Requests admitted at the router "
+                               "and not yet answered.", registry=self.registry)
 
     def set_replicas(self, pool: ReplicaPool) -> None:
         for track in TRACKS:

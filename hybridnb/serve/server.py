@@ -4,6 +4,14 @@ The socket is bound here, before uvicorn starts, so ``port=0`` gives an ephemera
 that is known at once. On SIGTERM/SIGINT readiness turns 503 first, then uvicorn stops
 accepting, lets in-flight requests finish (up to ``drain_timeout_s``) and exits.
 
+The drain is lossless for every request a client had fully sent before the signal.
+uvicorn, left alone, is not: at shutdown it closes each connection that has no request
+in progress, and a connection whose request bytes wait unread in its socket buffer (just
+accepted, or a keep-alive one between two requests, while the event loop was busy) looks
+exactly like that; closing it with unread data resets it, and the client sees
+``ReadError`` with no answer. So before uvicorn's shutdown, :func:`take_pending` lets the
+event loop accept and read everything already waiting in the kernel.
+
 Run as ``python -m hybridnb.serve.server BUNDLE --port 0 --ready-file F``: what
 :mod:`hybridnb.serve.process` starts.
 """
@@ -16,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import sys
 import threading
@@ -31,6 +40,13 @@ if TYPE_CHECKING:
     import uvicorn
 
 logger = logging.getLogger(__name__)
+
+#: Longest wait for already-sent requests before shutdown (a client that keeps sending
+#: keeps the sockets readable; past this, the drain goes on without waiting for it).
+TAKE_PENDING_MAX_S = 1.0
+#: Checks in a row that must find nothing waiting: accepting a connection, making its
+#: transport and starting to read it take a few loop iterations, each check spans one.
+_QUIET_CHECKS = 5
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -67,6 +83,40 @@ def uvicorn_options() -> dict[str, Any]:
             "access_log": False, "server_header": False}
 
 
+def _waiting(server: uvicorn.Server, sockets: list[socket.socket]) -> bool:
+    """Whether a connection waits to be accepted, or an idle one has unread bytes."""
+    fds = [s.fileno() for s in sockets]
+    for srv in getattr(server, "servers", []):
+        fds += [s.fileno() for s in srv.sockets or ()]
+    for conn in list(server.server_state.connections):
+        # What uvicorn's shutdown closes at once: no request, or the last one answered.
+        cycle = getattr(conn, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            continue
+        transport = getattr(conn, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            fds.append(sock.fileno())
+    fds = [fd for fd in fds if fd >= 0]
+    return bool(fds) and bool(select.select(fds, [], [], 0)[0])
+
+
+async def take_pending(server: uvicorn.Server, sockets: list[socket.socket] | None = None,
+                       max_s: float = TAKE_PENDING_MAX_S) -> None:
+    """Let the event loop accept and read what clients already sent; then return.
+
+    Returns once no listening socket has a connection waiting to be accepted and no idle
+    connection has unread bytes, several loop iterations in a row (or after ``max_s``).
+    A request read meanwhile starts a cycle, which uvicorn's shutdown lets finish.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_s
+    quiet = 0
+    while quiet < _QUIET_CHECKS and loop.time() < deadline:
+        await asyncio.sleep(0.002)
+        quiet = 0 if _waiting(server, list(sockets or [])) else quiet + 1
+
+
 def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
                  ready_file: Path | None = None) -> uvicorn.Server:
     import uvicorn
@@ -85,6 +135,11 @@ def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             app.state.serving.begin_drain()
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Nothing yields between the last check and uvicorn closing the sockets.
+            await take_pending(self, sockets)
+            await super().shutdown(sockets)
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
@@ -161,6 +216,7 @@ class ServerThread:
         self.host = host
         self.port = int(self.sock.getsockname()[1])
         self.server = _make_server(app, log_config=None, drain_timeout_s=drain_timeout_s)
+        self.drain_timeout_s = drain_timeout_s
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}",
                                         daemon=True)
         self._error: BaseException | None = None
@@ -171,7 +227,9 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
+            # uvicorn's own run: the same event loop (uvloop when installed) as a server
+            # process; it leaves signals alone outside the main thread.
+            self.server.run(sockets=[self.sock])
         except BaseException as exc:  # SystemExit on a failed startup, too
             self._error = exc
 
@@ -188,12 +246,15 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Drain and stop: readiness off, in-flight requests finish, thread ends."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain and stop: readiness off, in-flight requests finish, thread ends.
+
+        Waits up to ``timeout`` seconds (default: the drain timeout and a little more).
+        """
         if self._thread.is_alive():
             self.app.state.serving.begin_drain()
             self.server.should_exit = True
-            self._thread.join(timeout)
+            self._thread.join(self.drain_timeout_s + 5.0 if timeout is None else timeout)
         self.sock.close()
 
     def __enter__(self) -> ServerThread:

@@ -16,7 +16,9 @@ class ServeSettings:
     ----------
     max_batch_size:
         Rows per model call. A request's own batch counts; a request with more rows is
-        refused with 413.
+        split into consecutive batches of at most this many rows, and its answer has
+        all rows in order (as TorchServe does; Triton refuses such a request). Its size
+        is bounded by ``max_body_bytes`` and its time by ``request_timeout_s``.
     max_latency_ms:
         How long the first request of a batch waits for company. ``0`` takes only what
         is already queued.
@@ -26,14 +28,24 @@ class ServeSettings:
         Requests in the model call that is running (a batch holds at most this many).
     max_queue:
         Admitted requests waiting for the model. Beyond ``max_in_flight + max_queue``
-        requests are refused at once with 503 and ``Retry-After``.
+        requests are refused at once with 503 and ``Retry-After``. A deployment's router
+        admits as many per replica, so it never holds more than its replicas can take.
     request_timeout_s:
-        A request still waiting after this long gets 504 and frees its slot.
+        A request still waiting after this long gets 504 and frees its slot. A
+        deployment's router waits a little longer for a replica (its 504 comes first),
+        then answers 504 itself; either way the request is not sent again.
     max_body_bytes:
-        Larger request bodies get 413.
+        Larger request bodies get 413, at a replica and at a deployment's router.
     token:
         Bearer token for inference and metadata routes; ``None`` reads
         ``$HYBRIDNB_ENDPOINT_TOKEN``. Required when bound to a non-loopback address.
+    metrics_auth:
+        ``/metrics`` asks for the token too (when there is one). Off by default: metrics
+        carry counts and latencies, never inputs or outputs, and scrapers (hybridnb's
+        collector, a Prometheus given the targets) do not hold endpoint tokens; keep
+        ``/metrics`` off public routes instead (an Ingress should not route it).
+        Turn it on where the port itself is reachable by others, and give the scraper
+        the token (Prometheus: ``authorization: {credentials: ...}``).
     threads:
         ``torch.set_num_threads`` for the model thread (``None``: leave torch's choice).
     drain_timeout_s:
@@ -58,6 +70,7 @@ class ServeSettings:
     request_timeout_s: float = 30.0
     max_body_bytes: int = 8 << 20
     token: str | None = None
+    metrics_auth: bool = False
     retry_after_s: int = 1
     threads: int | None = None
     drain_timeout_s: float = 30.0

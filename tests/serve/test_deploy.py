@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -19,6 +20,7 @@ from hybridnb.serve.autoscale import AutoscalePolicy, Autoscaler
 from hybridnb.serve.endpoint import deploy
 from hybridnb.serve.model_bundle import bundle
 from hybridnb.serve.router import POLICIES, ReplicaPool
+from hybridnb.serve.settings import ServeSettings
 from hybridnb.state import Kind, StateStore, Status
 
 from .conftest import infer_body, make_mlp
@@ -89,13 +91,30 @@ def test_bad_arguments_are_usage_errors(mlp, hybridnb_home):
         deploy(mlp[1], site="edge-1")
 
 
+def test_router_and_replicas_share_the_environments_token(mlp, hybridnb_home, monkeypatch):
+    from hybridnb.serve.deployment import Deployment
+
+    monkeypatch.setenv("HYBRIDNB_ENDPOINT_TOKEN", "from-env")
+    assert Deployment(mlp[1].path, record=False).token == "from-env"
+    assert Deployment(mlp[1].path, token="given", record=False).token == "given"
+
+
 # -- real deployments ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_deploy_routes_records_and_closes(mlp, hybridnb_home):
     model, b = mlp
     store = StateStore()
-    with deploy(b, replicas=2, token="tok", store=store) as ep:
+    port = free_port()
+    settings = ServeSettings(metrics_auth=True)
+    with deploy(b, replicas=2, token="tok", store=store, port=port, settings=settings) as ep:
+        assert ep.url == f"http://127.0.0.1:{port}"  # the router listens where it was told
         rec = store.get(ep.status()["record"])
         assert rec.kind is Kind.endpoint and rec.status is Status.running
         assert rec.address == ep.url and len(rec.pids) == 2 and os.getpid() not in {
@@ -112,8 +131,10 @@ def test_deploy_routes_records_and_closes(mlp, hybridnb_home):
             np.testing.assert_allclose(r.json()["predictions"], expected(model, x), atol=1e-5)
             for _ in range(8):
                 assert c.post(INFER, json=infer_body(x), headers=ep.headers).status_code == 200
-            text = c.get("/metrics").text
-        router = ep.metrics()["router"]
+            assert c.get("/metrics").status_code == 401  # metrics_auth: the token too
+            text = c.get("/metrics", headers=ep.headers).text
+        router = ep.metrics()["router"]  # with the token, at the router and each replica
+        assert all(m for m in ep.metrics()["replicas"].values())
         for i in (0, 1):  # round robin used both
             assert router[f'hybridnb_router_requests_total{{code="200",replica="{i}",'
                           'version="stable"}'] >= 4
@@ -153,8 +174,6 @@ async def _hammer(url, body, *, seconds, limit, concurrency, headers=None):
 
 @pytest.mark.slow
 def test_overload_is_200_or_503_and_every_200_is_right(mlp, hybridnb_home):
-    from hybridnb.serve.settings import ServeSettings
-
     model, b = mlp
     x = np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32)
     want = expected(model, x)
@@ -242,3 +261,31 @@ def test_canary_split_promote_and_rollback(mlp, hybridnb_home, tmp_path):
         assert ep.bundle.version == "2" and ep.status()["canary_percent"] == 0
         assert all(np.allclose(ep.predict(x), new, atol=1e-5) for _ in range(20))
         assert {r.bundle for r in ep._d.pool.replicas} == {str(b2.path.resolve())}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_promote_leaves_only_the_new_version(replicas, mlp, hybridnb_home, tmp_path):
+    # With two or more stable replicas, every old one must go: asked one by one, each
+    # replica serves version 2, and so does every answer through the router.
+    _, b = mlp
+    b2 = bundle(make_mlp(seed=7), torch.randn(2, 8), tmp_path / "mlp-v2", name="mlp",
+                version="2")
+    x = infer_body(np.ones((1, 8), np.float32))
+    with deploy(b, replicas=replicas, record=False) as ep:
+        old = [r.process for r in ep._d.pool.replicas]
+        ep.canary(b2, percent=50).promote()
+        reps = ep._d.pool.replicas
+        assert len(reps) == replicas and ep.status()["wanted"] == {
+            "stable": replicas, "canary": 0}
+        for rep in reps:
+            meta = httpx.get(rep.url + "/v2/models/mlp").json()
+            assert meta["versions"] == ["2"], (rep, meta)
+        with httpx.Client(base_url=ep.url) as c:
+            answers = [c.post(INFER, json=x).json() for _ in range(4 * replicas)]
+        assert {a["model_version"] for a in answers} == {"2"}
+        assert not any(p.alive() for p in old)  # the old replicas were stopped
+        router = ep.metrics()["router"]
+        for rep in reps:  # round robin: each of them answered its share
+            assert router[f'hybridnb_router_requests_total{{code="200",replica="{rep.index}",'
+                          'version="stable"}'] >= 4

@@ -126,11 +126,51 @@ def test_not_json_is_400(serve):
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
 
 
-def test_oversized_batch_is_413(serve):
+def _batches(text: str) -> tuple[float, float, float]:
+    """Model calls, rows in them, and calls of more than 4 rows, from ``/metrics``."""
+    def value(name: str) -> float:
+        return float(re.search(rf"^{re.escape(name)} (\S+)$", text, re.M).group(1))
+
+    count = value("hybridnb_endpoint_batch_size_count")
+    return (count, value("hybridnb_endpoint_batch_size_sum"),
+            count - value('hybridnb_endpoint_batch_size_bucket{le="4.0"}'))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_tritonclient_request_over_max_batch_size_is_split(mlp, serve, binary):
+    # More rows than max_batch_size: run as batches of at most 4 rows, answered in order.
+    import tritonclient.http as triton
+
+    model, _ = mlp
     srv = serve(max_batch_size=4)
-    r = httpx.post(srv.url + INFER, json=infer_body(torch.zeros(5, 8)))
-    assert r.status_code == 413 and "at most 4" in r.json()["error"]
-    assert httpx.post(srv.url + INFER, json=infer_body(torch.zeros(4, 8))).status_code == 200
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{srv.port}")
+    try:
+        x = np.random.default_rng(2).standard_normal((10, 8)).astype(np.float32)
+        inp = triton.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        result = client.infer("mlp", [inp], outputs=[
+            triton.InferRequestedOutput("output", binary_data=binary)])
+        np.testing.assert_allclose(result.as_numpy("output"), expected(model, x), atol=1e-5)
+    finally:
+        client.close()
+    assert _batches(httpx.get(srv.url + "/metrics").text) == (3.0, 10.0, 0.0)  # 4 + 4 + 2
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_kserve_v1_request_over_max_batch_size_is_split(mlp, serve, batching):
+    model, _ = mlp
+    srv = serve(max_batch_size=4, batching=batching)
+    x = np.random.default_rng(3).standard_normal((9, 8)).astype(np.float32)
+    r = httpx.post(srv.url + "/v1/models/mlp:predict", json={"instances": x.tolist()})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), expected(model, x),
+                               atol=1e-5)
+    assert _batches(httpx.get(srv.url + "/metrics").text) == (3.0, 9.0, 0.0)  # 4 + 4 + 1
+    # The body limit still bounds a request: that one is refused whole.
+    small = serve(max_batch_size=4, max_body_bytes=2000)
+    big = np.zeros((100, 8), np.float32).tolist()
+    r = httpx.post(small.url + "/v1/models/mlp:predict", json={"instances": big})
+    assert r.status_code == 413 and "limit is 2000" in r.json()["error"]
 
 
 def test_body_limit_is_413(serve):
@@ -163,6 +203,19 @@ def test_auth(serve, mlp):
         for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/mlp/ready",
                      "/metrics"):
             assert c.get(path).status_code == 200, path
+
+
+def test_metrics_auth_asks_for_the_token(serve):
+    srv = serve(token="s3cret", metrics_auth=True)
+    with httpx.Client(base_url=srv.url) as c:
+        r = c.get("/metrics")
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        r = c.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and "hybridnb_endpoint_requests_total" in r.text
+        assert c.get("/v2/health/ready").status_code == 200  # probes stay open
+    # Without a token there is nothing to ask for: loopback servers stay open.
+    assert httpx.get(serve(metrics_auth=True).url + "/metrics").status_code == 200
 
 
 def test_backpressure_is_deterministic(mlp, serve):
