@@ -323,7 +323,7 @@ def explain(plan: Plan, site: str) -> str:
     return ". ".join(parts)
 
 
-def _field_of(plan: Plan) -> str | None:
+def field_of(plan: Plan) -> str | None:
     """The request field most rejections are about (the field a UI marks)."""
     from collections import Counter
 
@@ -353,7 +353,7 @@ def choose_site(plan: Plan, site: str | None, config: HybridConfig) -> str:
     if plan.chosen is None:
         lines = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in plan.rejected)
         raise FieldError(f"no site can run this {plan.request.describe()} ({lines or 'no sites'})",
-                         field=_field_of(plan), reason="unsatisfiable")
+                         field=field_of(plan), reason="unsatisfiable")
     return plan.chosen.site
 
 
