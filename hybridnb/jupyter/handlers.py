@@ -300,15 +300,15 @@ class JobFileHandler(HybridnbHandler):
                              field=what, reason="not_found")
         data = await self.call(Path(path).read_bytes)
         name = Path(path).name
-        self.set_header("Content-Type", "application/x-ipynb+json" if what == "output"
-                        else mimetypes.guess_type(name)[0] or "text/html")
+        kind = ("application/x-ipynb+json" if what == "output"
+                else mimetypes.guess_type(name)[0] or "text/html")
         if what == "output" or self.flag("download"):
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         if what == "report":
             # The report is the notebook's own output: show it, but let it run nothing.
             self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; "
                             "img-src data:; style-src 'unsafe-inline'")
-        self.finish(data)
+        self.finish(data, set_content_type=kind)
 
 
 class NotebookParametersHandler(HybridnbHandler):
