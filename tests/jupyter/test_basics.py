@@ -93,8 +93,9 @@ def test_extension_listed_enabled_and_ok(tmp_path):
     import os
     import subprocess
     import sys
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[2]
     shared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
