@@ -163,8 +163,9 @@ def inspect(notebook: str | Path) -> NotebookInfo:
     >>> nb = pathlib.Path(tempfile.mkdtemp()) / "a.ipynb"
     >>> _ = nb.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "n = 2",
     ...     "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None}],
-    ...     "metadata": {"hybridnb": {"data": ["digits"]}}, "nbformat": 4,
-    ...     "nbformat_minor": 5}))
+    ...     "metadata": {"hybridnb": {"data": ["digits"]}, "kernelspec": {"name": "python3",
+    ...     "language": "python"}},
+    ...     "nbformat": 4, "nbformat_minor": 4}))
     >>> info = inspect(nb)
     >>> [(p.name, p.default, p.type) for p in info.parameters], info.data
     ([('n', '2', 'int')], ['digits'])
