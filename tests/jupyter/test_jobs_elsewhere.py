@@ -92,6 +92,7 @@ datasets:"""))
 
     with open(done["manifest"]) as fh:
         config_map, k8s_job = yaml.safe_load_all(fh.read())
+    assert config_map["kind"] == "ConfigMap" and "notebook.ipynb" in config_map["data"]
     assert k8s_job["kind"] == "Job" and k8s_job["metadata"]["namespace"] == "team"
     assert k8s_job["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "registry.example/hybridnb:1")
