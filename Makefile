@@ -29,6 +29,9 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --progress-bar on "$(TORCH_SPEC)"
 	@echo "== install 4/4: hybridnb and its dev extra (editable)"
 	$(PY) -m pip install --progress-bar on -e ".[dev]"
+	@# The server extension's enabling file, as the wheel's shared-data installs it.
+	install -D -m 644 hybridnb/jupyter/config/hybridnb.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/hybridnb.json
 	@touch $@
 	@echo "== installed: $(VENV)/bin/hybridnb"
 
