@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .PHONY: help install test demo bench bench-peers lint format clean
+.PHONY: labextension labextension-test
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
@@ -16,17 +17,20 @@ help:
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
+	@echo "make labextension  build the JupyterLab extension (make install does)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
+	@rm -f $(LABEXT_LINK)  # pip must not write through the extension's link (below)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+install: labextension
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -52,3 +56,36 @@ format: install
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(LABEXT_OUT) $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo  # node_modules stays: cache
+
+# -- The JupyterLab extension (extensions/hybridnb-labextension) ----------------------------
+# jlpm comes with jupyterlab (in the venv); packages come from the npm registry only.
+# Built once per change: node_modules and yarn's cache stay between runs (git-ignored), the
+# install reruns only when package.json or yarn.lock change, the build only when a source
+# does. The assets land in hybridnb/labextension (the wheel's share/jupyter/labextensions/
+# via pyproject's shared-data); the venv's JupyterLab sees them through a link, as
+# `jupyter labextension develop` makes one.
+LABEXT := extensions/hybridnb-labextension
+LABEXT_OUT := hybridnb/labextension
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/hybridnb-labextension
+LABEXT_SOURCES := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*.css $(LABEXT)/style/*.js \
+	$(LABEXT)/schema/*.json $(LABEXT)/scripts/*.js) $(LABEXT)/package.json $(LABEXT)/yarn.lock \
+	$(LABEXT)/tsconfig.json notebooks/00_quickstart.ipynb
+JLPM = cd $(LABEXT) && PATH="$(abspath $(VENV))/bin:$$PATH" jlpm
+
+$(LABEXT)/node_modules/.yarn-state.yml: $(LABEXT)/package.json $(LABEXT)/yarn.lock | $(VENV)/.installed
+	$(JLPM) install --immutable
+	touch $@
+
+$(LABEXT_OUT)/package.json: $(LABEXT_SOURCES) $(LABEXT)/node_modules/.yarn-state.yml
+	$(JLPM) build:prod
+	touch $@
+
+labextension: $(LABEXT_OUT)/package.json
+	@if [ -d $(LABEXT_LINK) ] && [ ! -L $(LABEXT_LINK) ]; then rm -rf $(LABEXT_LINK); fi
+	@mkdir -p $(dir $(LABEXT_LINK))
+	@ln -sfn $(abspath $(LABEXT_OUT)) $(LABEXT_LINK)
+
+# The TypeScript unit tests (jest); tests/jupyter/test_labextension.py runs them in make test.
+labextension-test: $(LABEXT)/node_modules/.yarn-state.yml
+	$(JLPM) test
