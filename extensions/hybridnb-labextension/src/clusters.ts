@@ -3,8 +3,6 @@
  * form to start one on a site.
  */
 
-import { launchIcon, codeIcon } from '@jupyterlab/ui-components';
-
 import { badge, button, h } from './dom';
 import {
   FieldErrors,
@@ -74,7 +72,6 @@ export class ClustersSection extends Section<Cluster> {
       button({
         action: 'dashboard',
         label: 'Dashboard',
-        icon: launchIcon,
         title: `Open the dashboard of ${c.name} in a tab`,
         disabled: !running || !c.dashboard,
         onClick: () =>
@@ -87,7 +84,6 @@ export class ClustersSection extends Section<Cluster> {
       button({
         action: 'connect',
         label: 'Connect',
-        icon: codeIcon,
         title: `Insert code that connects to ${c.name} into the notebook`,
         disabled: !active,
         onClick: () =>
@@ -223,7 +219,7 @@ export class StartForm {
     private _context: ISectionContext,
     private _started: () => Promise<void>
   ) {
-    this.site = h('select', { class: 'jp-mod-styled' });
+    this.site = h('select', { class: 'hybridnb-select' });
     this.workers = numberInput(2);
     this.submit = h(
       'button',

@@ -33,5 +33,5 @@ export class DashboardTab extends MainAreaWidget<IFrame> {
 
 /** The tab's URL for a cluster's `dashboard` path (see {@link dashboardUrl}). */
 export function dashboardTabUrl(dashboard: string, baseUrl: string): string {
-  return dashboardUrl(dashboard, baseUrl, 'status');
+  return dashboardUrl(dashboard, baseUrl);
 }

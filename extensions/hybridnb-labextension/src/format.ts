@@ -150,10 +150,12 @@ export function parseLiteral(text: string): unknown {
 }
 
 /**
- * The browser URL of a cluster's proxied dashboard page.
+ * The browser URL of a cluster's proxied dashboard.
  *
- * The server gives the path under its base URL (`hybridnb/dashboard/ID/`), with or
- * without the base URL's own path in front (`/user/alice/hybridnb/dashboard/ID/`).
+ * The server gives the path of the page under its base URL: with the base URL's own
+ * path in front (`/user/alice/hybridnb/dashboard/ID/status`) or without it
+ * (`hybridnb/dashboard/ID/status`). A path ending in `/` names the dashboard's root and
+ * gets `page` added.
  */
 export function dashboardUrl(
   dashboard: string,
@@ -168,10 +170,7 @@ export function dashboardUrl(
   if (!path.startsWith(base.pathname)) {
     path = URLExt.join(base.pathname, path.replace(/^\/+/, ''));
   }
-  if (!path.endsWith('/')) {
-    path += '/';
-  }
-  return path + page;
+  return path.endsWith('/') ? path + page : path;
 }
 
 /** The last part of a path: `"a/b/c.ipynb"` → `"c.ipynb"`. */

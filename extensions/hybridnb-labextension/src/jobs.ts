@@ -27,6 +27,15 @@ import { ISectionContext, Section, row, table } from './section';
 
 export const RUN_AS_JOB = 'hybridnb:run-notebook-as-job';
 
+/** How much of a followed job's log the sidebar shows. */
+export const LOG_LINES = 8;
+
+/** The last `n` lines of `text`. */
+export function lastLines(text: string, n: number): string {
+  const lines = text.replace(/\s+$/, '').split('\n');
+  return lines.slice(-n).join('\n');
+}
+
 /** Trigger a browser download of `blob` as `filename`. */
 export function saveBlob(blob: Blob, filename: string): void {
   const url = URL.createObjectURL(blob);
@@ -153,13 +162,11 @@ export class JobsSection extends Section<Job> {
     return row({
       id: j.id,
       name: basename(j.notebook) || j.name,
-      details: [j.site, j.mode, took],
+      details: [j.site, j.mode !== 'local' ? j.mode : null, took],
       state: badge(j.status),
       actions,
-      extra: [
-        j.error ? h('div', { class: 'hybridnb-row-error' }, j.error) : null,
-        followed ? this._detail(j) : null
-      ],
+      extra: [j.error ? h('div', { class: 'hybridnb-row-error' }, j.error) : null],
+      below: [followed ? this._detail(j) : null],
       dimmed: !active && !followed
     });
   }
@@ -175,7 +182,7 @@ export class JobsSection extends Section<Job> {
       j.plan ? h('div', { class: 'hybridnb-plan' }, j.plan) : null,
       params ? h('div', {}, h('b', {}, 'Parameters: '), params) : null,
       detail?.log_tail
-        ? h('pre', { class: 'hybridnb-log' }, detail.log_tail)
+        ? h('pre', { class: 'hybridnb-log' }, lastLines(detail.log_tail, LOG_LINES))
         : null
     );
   }
@@ -231,7 +238,7 @@ export class JobBody extends FormBody<Job> {
   ) {
     super();
     this.addClass('hybridnb-job-form');
-    this.site = h('select', { class: 'jp-mod-styled' });
+    this.site = h('select', { class: 'hybridnb-select' });
     this._params = h('div', { class: 'hybridnb-params' }, 'Reading parameters…');
     this._plan = h('div', { class: 'hybridnb-plan', 'aria-live': 'polite' });
     this.fields.append(

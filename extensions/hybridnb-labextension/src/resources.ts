@@ -2,6 +2,8 @@
  * The Sites, Runs, Endpoints and Alerts sections.
  */
 
+import { addIcon } from '@jupyterlab/ui-components';
+
 import { badge, button, h, sparkline } from './dom';
 import { FormBody, SubmitDialog, field, numberInput, numberValue } from './form';
 import { formatAgo, formatBytes, formatNumber, isActive } from './format';
@@ -51,10 +53,10 @@ export class SitesSection extends Section<Site> {
                 )
               : null
           ],
-          actions: [
+          tools: [
             button({
               action: 'start-here',
-              label: 'Start cluster here',
+              icon: addIcon,
               title: `Start a cluster on ${s.name}`,
               onClick: () => this._startOn(s.name)
             })
@@ -327,10 +329,14 @@ export class AlertsSection extends Section<Alert> {
             a.since ? `since ${formatAgo(a.since)}` : null
           ],
           state: badge(a.state),
-          extra: [
-            a.summary ? h('div', { class: 'hybridnb-summary' }, a.summary) : null,
-            h('code', { class: 'hybridnb-threshold' }, a.threshold)
-          ],
+          // Rules that are quiet take one line; the ones that fire say why.
+          extra:
+            a.state === 'inactive'
+              ? []
+              : [
+                  a.summary ? h('div', { class: 'hybridnb-summary' }, a.summary) : null,
+                  h('code', { class: 'hybridnb-threshold', title: a.threshold }, a.threshold)
+                ],
           dimmed: a.state === 'inactive'
         })
       )

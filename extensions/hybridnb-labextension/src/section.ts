@@ -150,7 +150,11 @@ export abstract class Section<T> extends Widget {
     } else {
       await this.poll.refresh();
     }
-    await this.poll.tick;
+    try {
+      await this.poll.tick;
+    } catch {
+      // The poll was disposed while we waited (the sidebar closed): nothing to draw.
+    }
   }
 
   /** Follow a new poll interval (the settings changed). */
@@ -270,7 +274,7 @@ export abstract class Section<T> extends Widget {
   private _refreshed = new Signal<this, readonly T[]>(this);
 }
 
-/** A compact two-column table: what (name, details, actions) and its state. */
+/** A compact list: one row per item, its name and state on the first line. */
 export function table(rows: HTMLTableRowElement[]): HTMLTableElement {
   return h('table', { class: 'hybridnb-table' }, h('tbody', {}, ...rows));
 }
@@ -281,15 +285,20 @@ export interface IRowOptions {
   /** Short facts, joined with " · ". */
   details: (string | null | undefined | false)[];
   state: HTMLElement;
+  /** Buttons on their own line below. */
   actions?: HTMLElement[];
-  /** More below the details (an error, a followed job's log). */
+  /** Small icon buttons at the end of the first line. */
+  tools?: HTMLElement[];
+  /** More below the details (an error). */
   extra?: (Node | null)[];
-  /** Extra figures beside the badge (a sparkline). */
+  /** More below the actions (a followed job's plan and log). */
+  below?: (Node | null)[];
+  /** Figures on the first line, before the state (a sparkline). */
   aside?: (Node | null)[];
   dimmed?: boolean;
 }
 
-/** One item of a {@link table}. */
+/** One item of a {@link table}: the full width of the sidebar, for narrow sidebars. */
 export function row(options: IRowOptions): HTMLTableRowElement {
   const details = options.details.filter(Boolean).join(' · ');
   return h(
@@ -301,19 +310,21 @@ export function row(options: IRowOptions): HTMLTableRowElement {
     },
     h(
       'td',
-      { class: 'hybridnb-cell-main' },
-      h('div', { class: 'hybridnb-name', title: options.name }, options.name),
+      { class: 'hybridnb-cell' },
+      h(
+        'div',
+        { class: 'hybridnb-row-head' },
+        h('span', { class: 'hybridnb-name', title: options.name }, options.name),
+        ...(options.aside ?? []),
+        options.state,
+        ...(options.tools ?? [])
+      ),
       details ? h('div', { class: 'hybridnb-details' }, details) : null,
       ...(options.extra ?? []),
       options.actions?.length
         ? h('div', { class: 'hybridnb-actions' }, ...options.actions)
-        : null
-    ),
-    h(
-      'td',
-      { class: 'hybridnb-cell-state' },
-      options.state,
-      ...(options.aside ?? [])
+        : null,
+      ...(options.below ?? [])
     )
   );
 }
