@@ -61,7 +61,8 @@ class HybridnbHandler(APIHandler):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
+            # A misspelled key first: it explains the "missing" error that comes with it.
+            err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
             field = ".".join(str(p) for p in err["loc"]) or None
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
