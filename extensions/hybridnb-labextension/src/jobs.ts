@@ -241,8 +241,11 @@ export class JobBody extends FormBody<Job> {
     this.site = h('select', { class: 'hybridnb-select' });
     this._params = h('div', { class: 'hybridnb-params' }, 'Reading parameters…');
     this._plan = h('div', { class: 'hybridnb-plan', 'aria-live': 'polite' });
+    const notebookError = h('div', { role: 'alert' });
+    this.errors.register('notebook', notebookError);
     this.fields.append(
       h('div', { class: 'hybridnb-notebook' }, h('b', {}, 'Notebook: '), notebook),
+      notebookError,
       h('h4', {}, 'Parameters'),
       this._params,
       h('h4', {}, 'Site'),
@@ -250,7 +253,6 @@ export class JobBody extends FormBody<Job> {
       this._plan
     );
     this.site.addEventListener('change', () => this._showPlan());
-    this.errors.register('notebook', h('div', {}));
   }
 
   readonly site: HTMLSelectElement;

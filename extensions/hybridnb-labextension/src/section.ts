@@ -233,12 +233,10 @@ export abstract class Section<T> extends Widget {
     try {
       items = await this.fetch();
     } catch (error) {
-      this._failures += 1;
       this._error.textContent = `${errorMessage(error)} (retrying)`;
       this._content.classList.add('hybridnb-mod-stale');
       throw error; // the poll backs off
     }
-    this._failures = 0;
     this._error.textContent = '';
     this._content.classList.remove('hybridnb-mod-stale');
     const key = JSON.stringify(items);
@@ -263,7 +261,6 @@ export abstract class Section<T> extends Widget {
   private _collapsed = false;
   private _items: T[] = [];
   private _key = '';
-  private _failures = 0;
   private _empty: string;
   private _caret: HTMLSpanElement;
   private _count: HTMLSpanElement;

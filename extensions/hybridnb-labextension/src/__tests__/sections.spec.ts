@@ -5,7 +5,7 @@ import { ApiError } from '../api';
 import { ClustersSection } from '../clusters';
 import { JobsSection } from '../jobs';
 import type { Cluster, Job } from '../models';
-import { AlertsSection } from '../resources';
+import { AlertsSection, EndpointsSection, RunsSection } from '../resources';
 import { FakeAPI, context, settle } from './fake';
 
 function cluster(overrides: Partial<Cluster> = {}): Cluster {
@@ -240,6 +240,72 @@ describe('AlertsSection', () => {
     expect(names).toEqual(['A', 'B']);
     expect(section.node.querySelector('.hybridnb-section-count')?.textContent).toBe('1');
     expect(section.node.querySelector('.hybridnb-badge-bad')?.textContent).toBe('firing');
+    section.dispose();
+  });
+});
+
+describe('RunsSection and EndpointsSection', () => {
+  it('draws a run with its metrics and a loss sparkline over polls', async () => {
+    let loss = 0.9;
+    const run = () => ({
+      runs: [
+        {
+          id: 'r1',
+          name: 'digits',
+          site: 'lab',
+          status: 'running',
+          launcher: 'torchrun',
+          metrics: { epoch: 2, loss, accuracy: 0.91 },
+          created_at: Date.now() / 1000
+        }
+      ]
+    });
+    const api = new FakeAPI({ 'GET runs': () => run() });
+    const section = new RunsSection(context(api));
+    attach(section);
+    await section.refresh();
+    expect(section.node.querySelector('.hybridnb-sparkline')).toBeNull();
+    loss = 0.5;
+    await section.refresh();
+    expect(section.node.textContent).toContain('loss 0.5');
+    expect(section.node.textContent).toContain('acc 0.91');
+    expect(section.node.querySelector('.hybridnb-sparkline polyline')).not.toBeNull();
+    section.dispose();
+  });
+
+  it('sends only what changed when an endpoint is scaled', async () => {
+    const endpoint = {
+      id: 'e1',
+      name: 'digits-api',
+      site: 'lab',
+      status: 'running',
+      url: 'http://127.0.0.1:9000',
+      replicas: 2,
+      canary_percent: 0,
+      p50_ms: 3.2,
+      p99_ms: 9.1,
+      controllable: true,
+      created_at: Date.now() / 1000
+    };
+    const api = new FakeAPI({
+      'GET endpoints': { endpoints: [endpoint] },
+      'PATCH endpoints/e1': (body: unknown) => ({ ...endpoint, ...(body as object) })
+    });
+    const section = new EndpointsSection(context(api));
+    attach(section);
+    await section.refresh();
+    expect(section.node.textContent).toContain('2 replicas');
+    expect(section.node.textContent).toContain('p99 9.1 ms');
+    section.node.querySelector<HTMLButtonElement>('[data-action="scale"]')!.click();
+    await settle();
+    const dialog = document.querySelector('.jp-Dialog')!;
+    const replicas = dialog.querySelector<HTMLInputElement>('input[name="replicas"]')!;
+    replicas.value = '3';
+    dialog.querySelector<HTMLButtonElement>('.jp-Dialog-footer .jp-mod-accept')!.click();
+    await settle(50);
+    expect(api.calls.find(c => c.route === 'PATCH endpoints/e1')?.body).toEqual({
+      replicas: 3
+    });
     section.dispose();
   });
 });
