@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .PHONY: help install test demo bench bench-peers lint format clean
+.PHONY: labextension labextension-test
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
@@ -16,6 +17,7 @@ help:
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
+	@echo "make labextension  build the JupyterLab extension (make install does)"
 
 # One status line per step, then pip's own output (what it fetches, its progress bars).
 $(PY):
@@ -25,6 +27,7 @@ $(PY):
 	$(PY) -m pip install --upgrade --progress-bar on pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
+	@rm -f $(LABEXT_LINK)  # pip must not write through the extension's link (below)
 	@echo "== install 3/4: torch ($(TORCH_SPEC), the CPU wheel; skipped when present)"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --progress-bar on "$(TORCH_SPEC)"
 	@echo "== install 4/4: hybridnb and its dev extra (editable)"
@@ -36,6 +39,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	@echo "== installed: $(VENV)/bin/hybridnb"
 
 install: $(VENV)/.installed
+install: labextension
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -61,3 +65,36 @@ format: install
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(LABEXT_OUT) $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo  # node_modules stays: cache
+
+# -- The JupyterLab extension (extensions/hybridnb-labextension) ----------------------------
+# jlpm comes with jupyterlab (in the venv); packages come from the npm registry only.
+# Built once per change: node_modules and yarn's cache stay between runs (git-ignored), the
+# install reruns only when package.json or yarn.lock change, the build only when a source
+# does. The assets land in hybridnb/labextension (the wheel's share/jupyter/labextensions/
+# via pyproject's shared-data); the venv's JupyterLab sees them through a link, as
+# `jupyter labextension develop` makes one.
+LABEXT := extensions/hybridnb-labextension
+LABEXT_OUT := hybridnb/labextension
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/hybridnb-labextension
+LABEXT_SOURCES := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*.css $(LABEXT)/style/*.js \
+	$(LABEXT)/schema/*.json $(LABEXT)/scripts/*.js) $(LABEXT)/package.json $(LABEXT)/yarn.lock \
+	$(LABEXT)/tsconfig.json notebooks/00_quickstart.ipynb
+JLPM = cd $(LABEXT) && PATH="$(abspath $(VENV))/bin:$$PATH" jlpm
+
+$(LABEXT)/node_modules/.yarn-state.yml: $(LABEXT)/package.json $(LABEXT)/yarn.lock | $(VENV)/.installed
+	$(JLPM) install --immutable
+	touch $@
+
+$(LABEXT_OUT)/package.json: $(LABEXT_SOURCES) $(LABEXT)/node_modules/.yarn-state.yml
+	$(JLPM) build:prod
+	touch $@
+
+labextension: $(LABEXT_OUT)/package.json
+	@if [ -d $(LABEXT_LINK) ] && [ ! -L $(LABEXT_LINK) ]; then rm -rf $(LABEXT_LINK); fi
+	@mkdir -p $(dir $(LABEXT_LINK))
+	@ln -sfn $(abspath $(LABEXT_OUT)) $(LABEXT_LINK)
+
+# The TypeScript unit tests (jest); tests/jupyter/test_labextension.py runs them in make test.
+labextension-test: $(LABEXT)/node_modules/.yarn-state.yml
+	$(JLPM) test

@@ -416,17 +416,24 @@ class CodeView:
         self.yaml.value = parameters_yaml(parameters)
 
     def insert_cell(self) -> bool:
-        """Queue the code as a new cell (IPython ``set_next_input``)."""
-        from IPython import get_ipython
+        """Put the code in a new cell below the active one (:mod:`hybridnb.widgets.cells`).
 
-        shell = get_ipython()
-        if shell is None:
+        With the hybridnb JupyterLab extension the cell appears at once; without it the
+        code is queued with IPython's ``set_next_input`` and appears with the next cell
+        you run (a button click is a comm message, not an execution).
+        """
+        from .cells import insert_cell
+
+        notes = {"inserted": "inserted below the active cell",
+                 "queued": "queued: the cell appears with the next cell you run"}
+
+        def show(outcome: str) -> None:
+            self.note.value = notes[outcome]
+
+        self.note.value = ""
+        if insert_cell(self.code.value, on_result=show) == "unavailable":
             self.note.value = "no IPython here: copy the code from the box above"
             return False
-        shell.set_next_input(self.code.value)
-        # The frontend applies the payload with the reply to the next executed request:
-        # a button click is a comm message, not an execution.
-        self.note.value = "queued: the cell appears with the next cell you run"
         return True
 
 
