@@ -151,29 +151,26 @@ def _exec(args: dict[str, Any]) -> int:
 
 
 def _run_on_kubernetes(rec: Record) -> tuple[Status, str | None]:
-    import yaml
-
     from ..config import load_config
-    from ..fileio import atomic_write_text
     from ..sites.kubernetes import kube_context
-    from .k8s import notebook_job, submit_notebook
+    from .k8s import notebook_job, submit_notebook, write_notebook_job
 
     spec = rec.spec
     config = load_config()
     opts = config.site(rec.site).kubernetes
     if opts is None:
         return Status.failed, f"site {rec.site!r} has no kubernetes options"
-    job, config_map = notebook_job(spec["notebook"], spec.get("parameters") or {},
-                                   image=opts.image, namespace=opts.namespace, env=opts.env,
-                                   timeout=spec.get("timeout"),
-                                   service_account=opts.service_account)
-    manifest = Path(spec["dir"]) / "job.yaml"
-    atomic_write_text(manifest, yaml.safe_dump_all([config_map, job], sort_keys=False))
+    nb_job = notebook_job(spec["notebook"], spec.get("parameters") or {},
+                          image=opts.image, namespace=opts.namespace, env=opts.env,
+                          timeout=spec.get("timeout"), service_account=opts.service_account)
+    # The Job and its ConfigMap in one file, a Secret (if any) alone beside it (mode 0600).
+    manifest, secret = write_notebook_job(nb_job, spec["dir"])
     StateStore().merge_spec(rec.id, {"manifest": str(manifest)})
     if kube_context(opts.context) is None:
+        files = f"-f {secret} -f {manifest}" if secret is not None else f"-f {manifest}"
         return Status.failed, (f"site {rec.site!r} has no configured Kubernetes cluster (no "
                                f"kubeconfig context): the Job is rendered only, at {manifest}; "
-                               f"apply it with: kubectl apply -f {manifest}")
+                               f"apply it with: kubectl apply {files}")
     submitted = submit_notebook(spec["notebook"], spec.get("parameters") or {}, site=rec.site,
                                 config=config, timeout=spec.get("timeout"))
     return _follow_kubernetes(submitted, opts.context)
