@@ -24,6 +24,9 @@ $(PY):
 $(VENV)/.installed: $(PY) pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+	# The server extension's enabling file, as the wheel's shared-data installs it.
+	install -D -m 644 hybridnb/jupyter/config/hybridnb.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/hybridnb.json
 	touch $@
 
 install: $(VENV)/.installed

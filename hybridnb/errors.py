@@ -24,6 +24,28 @@ class UsageError(HybridnbError, ValueError):
     exit_code = 2
 
 
+class FieldError(UsageError):
+    """Bad input that one field of a request names (``field``: dotted, or None).
+
+    ``reason`` tells surfaces which kind of refusal it is: ``invalid`` (malformed or out
+    of range), ``not_found`` (an unknown id or file), ``conflict`` (a name taken, a cap
+    reached) or ``unsatisfiable`` (no site may or can do it). The HTTP surface maps them
+    to 400, 404, 409 and 422; the CLI exits 2 for all of them.
+
+    >>> FieldError("use 0 or more", field="workers").field
+    'workers'
+    """
+
+    REASONS = ("invalid", "not_found", "conflict", "unsatisfiable")
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str = "invalid"):
+        super().__init__(message)
+        if reason not in self.REASONS:
+            raise ValueError(f"reason {reason!r} is not one of {self.REASONS}")
+        self.field = field
+        self.reason = reason
+
+
 class OperationError(HybridnbError, RuntimeError):
     """Something failed while doing what was asked. CLI exit code 1."""
 

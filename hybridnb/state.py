@@ -43,6 +43,7 @@ class Kind(str, Enum):
     run = "run"  # a training run
     endpoint = "endpoint"
     notebook = "notebook"
+    job = "job"  # a queued notebook job (hybridnb.notebooks.jobs)
 
 
 class Status(str, Enum):
@@ -308,6 +309,57 @@ class StateStore:
             if (new_status is not None and new_status.value != row["status"]) or message:
                 _event(conn, id, now, new_status, message or error)
         return self.get(id)
+
+    def merge_spec(self, id: str, changes: dict[str, Any], *,
+                   message: str | None = None) -> Record:
+        """Merge ``changes`` into the record's ``spec`` in one transaction.
+
+        Writers of different keys (an owner's status, a surface's desired state) never
+        undo each other, as a read in one process and a whole-``spec`` write in another
+        could. A value of ``None`` removes its key.
+        """
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT spec FROM resources WHERE id=?", (id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no record {id!r} in {self.path}")
+            spec = {**json.loads(row["spec"]), **changes}
+            spec = {k: v for k, v in spec.items() if v is not None}
+            conn.execute("UPDATE resources SET spec=?, updated_at=? WHERE id=?",
+                         (json.dumps(spec), now, id))
+            if message:
+                _event(conn, id, now, None, message)
+        return self.get(id)
+
+    def claim(self, kind: Kind | str, *, owner: str, limit: int,
+              busy: Iterable[Status] = (Status.starting, Status.running)) -> Record | None:
+        """Move the oldest ``pending`` record of ``kind`` of ``owner`` to ``starting``.
+
+        Only while fewer than ``limit`` of that owner's records of ``kind`` are ``busy``:
+        a queue with a concurrency cap. The count and the claim are one ``BEGIN
+        IMMEDIATE`` transaction, so concurrent claimers (several processes finishing at
+        once) never start more than ``limit``. Returns the claimed record, or ``None``.
+        """
+        kind = Kind(kind)
+        busy_values = [Status(s).value for s in busy]
+        now = time.time()
+        with self._write() as conn:
+            marks = ",".join("?" * len(busy_values))
+            running = conn.execute(
+                f"SELECT COUNT(*) FROM resources WHERE kind=? AND owner=? AND status IN "
+                f"({marks})", (kind.value, owner, *busy_values)).fetchone()[0]
+            if running >= limit:
+                return None
+            row = conn.execute(
+                "SELECT id FROM resources WHERE kind=? AND owner=? AND status=? "
+                "ORDER BY created_at, rowid LIMIT 1",
+                (kind.value, owner, Status.pending.value)).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE resources SET status=?, updated_at=? WHERE id=?",
+                         (Status.starting.value, now, row["id"]))
+            _event(conn, row["id"], now, Status.starting, "claimed from the queue")
+        return self.get(row["id"])
 
     def get(self, id: str) -> Record:
         """The record ``id``; ``KeyError`` if there is none."""

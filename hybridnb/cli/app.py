@@ -18,6 +18,7 @@ from . import (
     data,
     demo,
     doctor,
+    jobs,
     monitor,
     notebooks,
     plan,
@@ -65,6 +66,7 @@ def root(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(sites.app, name="sites")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("worker")(worker.worker)

@@ -291,6 +291,13 @@ class Policies(_Model):
         None, description="Site of a hybrid cluster's scheduler; default: the first private site")
 
 
+class Jobs(_Model):
+    """Notebook jobs (``hybridnb jobs``, the JupyterLab sidebar): the per-user queue."""
+
+    max_concurrent: int = Field(2, ge=1, description="Jobs of one user running at once; "
+                                "more wait in the queue")
+
+
 class HybridConfig(_Model):
     """The merged, validated configuration.
 
@@ -301,6 +308,7 @@ class HybridConfig(_Model):
     sites: dict[str, Site] = Field(default_factory=dict)
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     policies: Policies = Field(default_factory=Policies)
+    jobs: Jobs = Field(default_factory=Jobs)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[str] = PrivateAttr(default_factory=list)

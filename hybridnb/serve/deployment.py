@@ -126,6 +126,7 @@ class Deployment:
         return {"bundle": self.bundles["stable"], "canary": self.bundles["canary"],
                 "routing": self.routing, "replicas": dict(self.wanted),
                 "autoscale": self.autoscale.to_dict() if self.autoscale else None,
+                "canary_percent": self.pool.canary_percent,
                 "router": f"in-process thread of pid {os.getpid()}",
                 # Where monitoring finds each replica (the router is the record's address).
                 "replica_endpoints": [{"url": r.url, "index": r.index, "track": r.track}
@@ -153,7 +154,40 @@ class Deployment:
 
     def _sync_record(self) -> None:
         if self.store is not None and self.record_id is not None:
-            self.store.update(self.record_id, pids=self.pids(), spec=self.spec())
+            # Merged, not replaced: the record also holds what surfaces asked for.
+            self.store.merge_spec(self.record_id, self.spec())
+            self.store.update(self.record_id, pids=self.pids())
+
+    def reconcile_desired(self) -> None:
+        """Apply what a surface wrote to the record (the JupyterLab sidebar): ``desired``
+        replicas and canary share, each new ``generation`` once; a record stopped from
+        elsewhere stops this deployment's replicas."""
+        if self.store is None or self.record_id is None or self._closed:
+            return
+        rec = self.store.get(self.record_id)
+        if not rec.status.active:
+            with self._control:
+                self._closed = True
+                for rep in list(self.pool.replicas):
+                    self._retire(rep)
+            self._note(f"stopped from elsewhere ({rec.status.value})")
+            return
+        desired = rec.spec.get("desired") or {}
+        if desired.get("generation") in (None, (rec.spec.get("applied") or {}).get("generation")):
+            return
+        error = None
+        try:
+            if desired.get("replicas") is not None:
+                self.scale(int(desired["replicas"]))
+            if desired.get("canary_percent") is not None:
+                if self.bundles["canary"] is None:
+                    raise UsageError("there is no canary to send traffic to")
+                self.pool.canary_percent = float(desired["canary_percent"])
+                self._note(f"canary at {self.pool.canary_percent:g} % (asked from the record)")
+        except Exception as exc:  # refused: say so in the record, keep serving
+            error = str(exc)
+        self.store.merge_spec(self.record_id, {"applied": {**desired, "error": error},
+                                               "canary_percent": self.pool.canary_percent})
 
     def reconcile(self) -> None:
         """Start or retire replicas until each track has its wanted count of its bundle."""
@@ -250,6 +284,7 @@ class Deployment:
                     if why is not None and not self._closed:
                         await asyncio.to_thread(self.replace, rep, why)
                 self.metrics.set_replicas(self.pool)
+                await asyncio.to_thread(self.reconcile_desired)
 
     async def _check(self, client: Any, rep: Replica) -> str | None:
         import httpx

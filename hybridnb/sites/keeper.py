@@ -3,6 +3,13 @@
 Run as ``python -m hybridnb.sites.keeper --site S --name N ...``: it starts the cluster
 with :func:`hybridnb.cluster`, adds its own pid to the cluster's record (so ``cluster
 down`` and ``gc`` can stop it), and closes the cluster cleanly on SIGTERM or SIGINT.
+
+While it runs it reconciles (STYLE.md habit 4): a surface that wants another size writes
+``spec.desired`` (``{"generation": g, "workers": n}`` or ``{"generation": g, "adapt":
+{"minimum": a, "maximum": b}}``) with :meth:`~hybridnb.state.StateStore.merge_spec`; the
+keeper applies each new generation, records it as ``spec.applied``, and keeps
+``spec.workers``/``threads``/``memory_bytes`` current for lists that must not ask the
+scheduler.
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import logging
 import os
 import signal
 import threading
+from typing import Any
 
 from ..state import ProcessRef, StateStore
+
+#: Seconds between two looks at the desired state and the workers.
+RECONCILE_EVERY = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory")
     parser.add_argument("--config", action="append", default=[])
     parser.add_argument("--overrides", default="{}", help="JSON of --set overrides")
+    parser.add_argument("--started-from", default="cli",
+                        help="What asked for it (cli, sidebar): shown in lists")
+    parser.add_argument("--adapt", help='JSON {"minimum": a, "maximum": b}: adapt from the start')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -38,16 +52,57 @@ def main(argv: list[str] | None = None) -> int:
     store = StateStore()
     config = load_config(*args.config, overrides=json.loads(args.overrides))
     handle = cluster(args.site, n_workers=args.workers, threads_per_worker=args.threads,
-                     memory_limit=args.memory, name=args.name, store=store, config=config)
+                     memory_limit=args.memory, name=args.name, store=store, config=config,
+                     adapt=json.loads(args.adapt) if args.adapt else None)
     rec = handle.record
     if rec is not None:
+        store.merge_spec(rec.id, {"started_from": args.started_from})
         store.update(rec.id, pids=[*rec.pids, ProcessRef.of(os.getpid())],
                      address=handle.scheduler_address,
                      message=f"kept by pid {os.getpid()}; dashboard {handle.dashboard_link}")
     logging.getLogger(__name__).info("cluster %s up at %s", args.name, handle.scheduler_address)
-    stop.wait()
+    seen: dict[str, Any] = {}
+    while not stop.wait(RECONCILE_EVERY):
+        if rec is not None:
+            seen = reconcile(handle, store, rec.id, seen)
     handle.close()
     return 0
+
+
+def reconcile(handle: Any, store: StateStore, record_id: str,
+              seen: dict[str, Any]) -> dict[str, Any]:
+    """Apply a new desired size, and record the workers when they changed; returns what
+    was recorded (pass it back next time)."""
+    log = logging.getLogger(__name__)
+    spec = store.get(record_id).spec
+    desired = spec.get("desired") or {}
+    changes: dict[str, Any] = {}
+    if desired.get("generation") not in (None, (spec.get("applied") or {}).get("generation")):
+        try:
+            if desired.get("adapt") is not None:
+                handle.adapt(**desired["adapt"])
+            elif desired.get("workers") is not None:
+                adaptive = getattr(handle.cluster, "_adaptive", None)
+                if adaptive is not None:  # a fixed size ends adaptivity (on its loop)
+                    handle.cluster.loop.add_callback(adaptive.stop)
+                handle.scale(int(desired["workers"]))
+            changes["applied"] = {**desired, "error": None}
+        except Exception as exc:  # a size the backend refuses: say so, keep running
+            log.warning("cluster %s: cannot apply %s: %s", handle.name, desired, exc)
+            changes["applied"] = {**desired, "error": str(exc)}
+    try:
+        workers = handle.workers()
+    except Exception:  # a scheduler busy past the timeout: try again next round
+        workers = None
+    if workers is not None:
+        stats = {"workers": len(workers), "threads": sum(w.nthreads for w in workers),
+                 "memory_bytes": sum(w.memory_limit for w in workers)}
+        if stats != seen:
+            changes.update(stats)
+            seen = stats
+    if changes:
+        store.merge_spec(record_id, changes)
+    return seen
 
 
 if __name__ == "__main__":
