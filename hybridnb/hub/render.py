@@ -144,15 +144,30 @@ def client_url(teams: Teams, *, z2jh: bool = False) -> str:
     return (teams.service.url or f"http://{teams.service.listen}/services/{name}").rstrip("/")
 
 
-def roles(teams: Teams) -> list[dict[str, Any]]:
-    """The roles the hub needs: users and their servers may use the service; admins see
-    everyone's usage."""
+def gateway_services(config: HybridConfig) -> list[str]:
+    """Hub services the team's ``gateway`` sites go through (``.../services/NAME``)."""
+    import re
+
+    out = []
+    for site in config.sites.values():
+        if site.backend == "gateway" and site.gateway is not None:
+            found = re.search(r"/services/([^/]+)", site.gateway.address)
+            if found and found.group(1) not in out:
+                out.append(found.group(1))
+    return out
+
+
+def roles(config: HybridConfig) -> list[dict[str, Any]]:
+    """The roles the hub needs: users and their servers may use the service (and the
+    dask-gateway services of the team's ``gateway`` sites); admins see everyone's usage."""
+    teams = _teams(config)
     access = f"access:services!service={teams.service.name}"
+    gateways = [f"access:services!service={name}" for name in gateway_services(config)]
     out = [
         {"name": "user", "description": "Standard user privileges, and the hybridnb service",
-         "scopes": ["self", access]},
+         "scopes": ["self", access, *gateways]},
         {"name": "server", "description": "Post activity, and ask the hybridnb service",
-         "scopes": ["users:activity!user", "access:servers!server", access]},
+         "scopes": ["users:activity!user", "access:servers!server", access, *gateways]},
     ]
     if teams.admins:
         out.append({"name": "hybridnb-admin", "description": "See the team's usage",
@@ -197,12 +212,9 @@ c.JupyterHub.load_groups.update(HYBRIDNB["groups"])
 if HYBRIDNB["allowed_users"]:
     c.Authenticator.allowed_users.update(HYBRIDNB["allowed_users"])
 c.Spawner.environment.update(HYBRIDNB["environment"])
-c.Spawner.group_overrides.update(HYBRIDNB["group_overrides"])
 
 if HYBRIDNB["profiles"]:
-    # KubeSpawner: the form lists the profiles of the user's groups only, and the
-    # override of each group (dicts by slug merge, for users in several groups) makes
-    # the spawn refuse any other profile's slug.
+    # KubeSpawner: the form lists the profiles of the user's groups only.
     def _hybridnb_profiles(spawner):
         groups = {{g.name for g in spawner.user.groups}}
         seen = {{}}
@@ -212,11 +224,27 @@ if HYBRIDNB["profiles"]:
         return [seen[slug] for slug in sorted(seen)]
 
     c.KubeSpawner.profile_list = _hybridnb_profiles
-    for _key, _override in c.Spawner.group_overrides.items():
-        for _group in _override["groups"]:
-            if _group in HYBRIDNB["profiles"]:
-                _override["spawner_override"].setdefault("profile_list", {{}}).update(
-                    HYBRIDNB["profiles"][_group])
+
+_configured = c.Spawner.group_overrides
+_configured = dict(_configured) if isinstance(_configured, dict) else {{}}
+
+
+def _hybridnb_group_overrides(spawner):
+    # Each group's profiles as a dict by slug: dicts merge, so a user in several groups
+    # may pick any of theirs, and the spawn refuses another group's slug. Only
+    # KubeSpawner has profiles; other spawners get the group's limits and environment.
+    out = dict(_configured)
+    for key, override in HYBRIDNB["group_overrides"].items():
+        spawner_override = dict(override["spawner_override"])
+        if hasattr(spawner, "profile_list"):
+            for group in override["groups"]:
+                spawner_override.setdefault("profile_list", {{}}).update(
+                    HYBRIDNB["profiles"].get(group, {{}}))
+        out[key] = {{"groups": override["groups"], "spawner_override": spawner_override}}
+    return out
+
+
+c.Spawner.group_overrides = _hybridnb_group_overrides
 '''
 
 
@@ -236,7 +264,7 @@ def hub_snippet(config: HybridConfig, *, team_path: str = TEAM_PATH) -> str:
     else:
         service["api_token_env"] = svc.api_token_env
     data = {
-        "service": service, "token_env": svc.api_token_env, "roles": roles(teams),
+        "service": service, "token_env": svc.api_token_env, "roles": roles(config),
         "custom_scopes": {ADMIN_SCOPE: {"description": "See every user's usage in the "
                                         "hybridnb service's admin page"}},
         "groups": {g: {"users": list(group.members)} for g, group in teams.groups.items()},
@@ -272,7 +300,7 @@ def helm_values(config: HybridConfig, team_file: Mapping[str, Any]) -> dict[str,
                 "info": {"description": "hybridnb: the team's ledger and quotas"},
             }},
             "loadRoles": {r["name"]: {k: v for k, v in r.items() if k != "name"}
-                          for r in roles(teams)},
+                          for r in roles(config)},
             "config": {"JupyterHub": {
                 "custom_scopes": {ADMIN_SCOPE: {"description": "See every user's usage in "
                                                 "the hybridnb service's admin page"}},
