@@ -128,8 +128,9 @@ class Hub:
                              headers=headers, timeout=120.0, **kw)
 
     def service(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.service_url}/{path}",
-                             headers={"Authorization": f"token {token}"}, timeout=30.0, **kw)
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return httpx.request(method, f"{self.service_url}/{path}", headers=headers,
+                             timeout=30.0, **kw)
 
     def user_env(self, user: str) -> dict[str, str]:
         """What a process of ``user``'s server sees (for library calls from the test)."""
