@@ -21,11 +21,11 @@ _LAZY = {
     "Ledger": "hybridnb.hub.ledger:Ledger",
     "make_app": "hybridnb.hub.service:make_app",
     "serve": "hybridnb.hub.service:serve",
-    "render": "hybridnb.hub.render:render",
+    "render_hub": "hybridnb.hub.render:render",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 if TYPE_CHECKING:
     from .ledger import Ledger
-    from .render import render
+    from .render import render as render_hub
     from .service import make_app, serve

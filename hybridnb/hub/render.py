@@ -473,9 +473,18 @@ def check_profile_pods(config: HybridConfig) -> dict[str, dict[str, Any]]:
     """:func:`profile_pods`, each validated (a :class:`~hybridnb.k8s.ManifestError`
     lists every problem)."""
     from ..k8s import ManifestError, validate_manifest
+    from ..k8s.names import metadata_problems
+    from ..k8s.problems import ManifestProblem
 
     pods = profile_pods(config)
     problems = [p for pod in pods.values() for p in validate_manifest(pod)]
+    for key, pod in pods.items():
+        # The API server checks node selectors as labels; the schemas do not.
+        selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+        for p in metadata_problems({"metadata": {"name": "x", "labels": selector}}, "Pod",
+                                   f"Pod/{key}"):
+            problems.append(ManifestProblem(p.resource, p.path.replace(
+                "$.metadata.labels", "$.spec.nodeSelector"), p.message))
     if problems:
         raise ManifestError(problems)
     return pods

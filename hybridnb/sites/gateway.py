@@ -167,13 +167,15 @@ class GatewayBackend(Backend):
                         f"{', '.join(unknown)} (it offers: {', '.join(options) or 'none'}); "
                         f"fix sites.{self.site.name}.gateway")
                 for key, value in wanted.items():
-                    options[key] = value
+                    # Whole numbers as integers: a gateway's Integer option refuses 1.0.
+                    whole = isinstance(value, float) and value.is_integer()
+                    options[key] = int(value) if whole else value
             cluster = TeamCluster(address=opts.address, proxy_address=opts.proxy_address,
                                   public_address=opts.public_address, auth=auth,
                                   cluster_options=options, shutdown_on_close=True)
         except (UsageError, OperationError):
             raise
-        except ValueError as exc:  # an option out of the gateway's bounds
+        except (ValueError, TypeError) as exc:  # an option out of the gateway's bounds
             raise UsageError(f"site '{self.site.name}': the gateway refused the cluster "
                              f"options {wanted}: {exc}") from None
         except Exception as exc:

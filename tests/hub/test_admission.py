@@ -71,8 +71,8 @@ def test_a_cluster_start_in_a_hub_without_its_service_fails_with_exit_1(
     url = f"http://127.0.0.1:{free_port()}/services/hybridnb"
     (hybridnb_home / "etc").mkdir()
     (hybridnb_home / "etc" / "hybridnb.yaml").write_text(
-        "teams:\n  service: {url: '%s'}\n  groups: {g: {members: [ann], sites: [local]}}\n"
-        % url)
+        f"teams:\n  service: {{url: '{url}'}}\n"
+        "  groups: {g: {members: [ann], sites: [local]}}\n")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "t")
     monkeypatch.setenv("JUPYTERHUB_USER", "ann")
     import hybridnb
