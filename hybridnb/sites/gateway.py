@@ -80,6 +80,20 @@ def capped(n: int | None, cap: int | None, what: str) -> int | None:
     return n
 
 
+def _close_once(gateway: Any) -> None:
+    """Make ``gateway.close()`` idempotent: dask-gateway 2026.3 closes its client again
+    from ``__del__``, and a second close asks distributed for a loop it stopped."""
+    close, done = gateway.close, []
+
+    def once() -> Any:
+        if not done:
+            done.append(True)
+            return close()
+        return None
+
+    gateway.close = once
+
+
 class GatewayBackend(Backend):
     """Clusters from a dask-gateway (the team's shared Dask)."""
 
@@ -154,33 +168,21 @@ class GatewayBackend(Backend):
                 # ClusterHandle closes with a timeout, as distributed's clusters take.
                 return super().close(shutdown=shutdown)
 
+        # Whole numbers as integers: a gateway's Integer option refuses 1.0.
+        options = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                   for k, v in wanted.items()}
         try:
-            from dask_gateway import Gateway
-
-            with Gateway(opts.address, proxy_address=opts.proxy_address,
-                         public_address=opts.public_address, auth=auth) as gateway:
-                options = gateway.cluster_options()
-                unknown = sorted(set(wanted) - set(options))
-                if unknown:
-                    raise UsageError(
-                        f"site '{self.site.name}': the gateway offers no cluster option "
-                        f"{', '.join(unknown)} (it offers: {', '.join(options) or 'none'}); "
-                        f"fix sites.{self.site.name}.gateway")
-                for key, value in wanted.items():
-                    # Whole numbers as integers: a gateway's Integer option refuses 1.0.
-                    whole = isinstance(value, float) and value.is_integer()
-                    options[key] = int(value) if whole else value
             cluster = TeamCluster(address=opts.address, proxy_address=opts.proxy_address,
                                   public_address=opts.public_address, auth=auth,
-                                  cluster_options=options, shutdown_on_close=True)
-        except (UsageError, OperationError):
-            raise
-        except (ValueError, TypeError) as exc:  # an option out of the gateway's bounds
+                                  shutdown_on_close=True, **options)
+        except (ValueError, TypeError) as exc:  # an option the gateway does not offer
             raise UsageError(f"site '{self.site.name}': the gateway refused the cluster "
-                             f"options {wanted}: {exc}") from None
+                             f"options {options}: {exc}; fix sites.{self.site.name}.gateway"
+                             ) from None
         except Exception as exc:
             raise OperationError(f"site '{self.site.name}': the gateway at {opts.address} "
                                  f"did not start a cluster: {exc}") from exc
+        _close_once(cluster.gateway)
         workers = n_workers if n_workers is not None else opts.workers
         try:
             if workers:

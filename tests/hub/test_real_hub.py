@@ -12,7 +12,9 @@ import time
 import httpx
 import pytest
 
-from .conftest import as_json, hub_env
+from hybridnb.testing.hub import as_json
+
+from .conftest import hub_env
 
 pytestmark = pytest.mark.slow
 
