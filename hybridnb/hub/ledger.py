@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -153,8 +153,10 @@ class Ledger:
                 checks.append((teams.groups[group].total.limits(), theirs,
                                f"group {group}", f"teams.groups.{group}.total"))
             for limits, active, who, where in checks:
-                _check(limits, active, kind, size, who, where, contact, now,
-                       self._gpu_hours(conn, active, who, user, group, now))
+                def used(active: list[dict[str, Any]] = active, who: str = who) -> float:
+                    return self._gpu_hours(conn, active, who, user, group, now)
+
+                _check(limits, active, kind, size, who, where, contact, now, used)
             row = {"id": f"{kind}-{uuid.uuid4().hex[:12]}", "user": user, "group": group,
                    "kind": kind, "site": "+".join(sites), "name": name,
                    "size": json.dumps(size), "status": "active", "started_at": now, **holder}
@@ -292,7 +294,7 @@ def _where(teams: Teams, user: str, group: str | None, scope: str) -> str:
 
 def _check(limits: Mapping[str, float], active: list[dict[str, Any]], kind: str,
            size: Mapping[str, float], who: str, where: str, contact: str, now: float,
-           gpu_hours: float) -> None:
+           gpu_hours_used: Callable[[], float]) -> None:
     counted = COUNTED[kind]
     sizes = [json.loads(a["size"] or "{}") for a in active]
     for key in QUOTA_KEYS:
@@ -300,7 +302,9 @@ def _check(limits: Mapping[str, float], active: list[dict[str, Any]], kind: str,
         if limit is None:
             continue
         if key == "gpu_hours_per_day":
-            if float(size.get("gpus") or 0) > 0 and gpu_hours >= limit:
+            # Counted only when it matters: a start that asks for GPUs.
+            gpu_hours = gpu_hours_used() if float(size.get("gpus") or 0) > 0 else 0.0
+            if gpu_hours >= limit and float(size.get("gpus") or 0) > 0:
                 raise Refused(
                     f"quota reached: {who} may use {limit:g} GPU-hours a day ({where}."
                     f"gpu_hours_per_day = {limit:g}) and has used {gpu_hours:.2f} today. "

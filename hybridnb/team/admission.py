@@ -254,15 +254,21 @@ def reap(active: list[Mapping[str, Any]], url: str, token: str) -> int:
     return gone
 
 
-def _holder() -> dict[str, Any]:
-    import psutil
+_holders: dict[int, dict[str, Any]] = {}
 
-    pid = os.getpid()
-    try:
-        created: float | None = psutil.Process(pid).create_time()
-    except psutil.Error:
-        created = None
-    return {"host": socket.gethostname(), "pid": pid, "create_time": created}
+
+def _holder() -> dict[str, Any]:
+    """This process, as the reaper recognises it (its start time tells a recycled pid)."""
+    pid = os.getpid()  # a fork is another holder
+    if pid not in _holders:
+        import psutil
+
+        try:
+            created: float | None = psutil.Process(pid).create_time()
+        except psutil.Error:
+            created = None
+        _holders[pid] = {"host": socket.gethostname(), "pid": pid, "create_time": created}
+    return dict(_holders[pid])
 
 
 def _outage(kind: str, site: str, name: str | None, size: dict[str, float], url: str,
