@@ -83,7 +83,7 @@ def capped(n: int | None, cap: int | None, what: str) -> int | None:
 def _close_once(gateway: Any) -> None:
     """Make ``gateway.close()`` idempotent: dask-gateway 2026.3 closes its client again
     from ``__del__``, and a second close asks distributed for a loop it stopped."""
-    close, done = gateway.close, []
+    close, done = gateway.close, list[bool]()
 
     def once() -> Any:
         if not done:
