@@ -18,15 +18,14 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .. import team
 from ..errors import FieldError, OperationError, UsageError
 from ..state import Kind, Record, StateStore, Status, state_home
+from .cache import Remembered, refresh
 from .models import Cluster, ClusterCreate, ClusterPatch
 
 if TYPE_CHECKING:
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
 #: Clusters whose keeper process runs them (they answer scale/adapt/stop from here).
 KEPT = ("sidebar", "cli")
 ASK_TIMEOUT = 0.5
-REMEMBER = 3.0
-_asked: dict[str, tuple[float, dict[str, int] | None]] = {}
-_lock = threading.Lock()
-_pool = ThreadPoolExecutor(8, thread_name_prefix="hybridnb-ask")
 
 
 def dashboard_path(rec: Record, base_url: str) -> str | None:
@@ -61,27 +56,21 @@ def _stats_from_dashboard(link: str) -> dict[str, int] | None:
             "memory_bytes": sum(int(w.get("memory_limit") or 0) for w in workers)}
 
 
+_dashboards = Remembered(_stats_from_dashboard)
+
+
 def _stats(records: list[Record]) -> dict[str, dict[str, int] | None]:
-    """Worker stats by record id: the record's own, else the dashboard's (cached)."""
+    """Worker stats by record id: the record's own (the keeper's), else the dashboard's."""
     out: dict[str, dict[str, int] | None] = {}
-    ask: list[Record] = []
-    now = time.monotonic()
+    ask: dict[str, str] = {}
     for rec in records:
         if rec.spec.get("workers") is not None:
             out[rec.id] = {k: int(rec.spec.get(k) or 0)
                            for k in ("workers", "threads", "memory_bytes")}
         elif rec.status is Status.running and rec.spec.get("dashboard"):
-            with _lock:
-                hit = _asked.get(rec.id)
-            if hit is not None and now - hit[0] < REMEMBER:
-                out[rec.id] = hit[1]
-            else:
-                ask.append(rec)
-    answers = list(_pool.map(lambda r: _stats_from_dashboard(str(r.spec["dashboard"])), ask))
-    with _lock:
-        for rec, stats in zip(ask, answers, strict=True):
-            _asked[rec.id] = (now, stats)
-            out[rec.id] = stats
+            ask[rec.id] = str(rec.spec["dashboard"])
+    answers = _dashboards.get_many(set(ask.values()))
+    out.update({rid: answers[link] for rid, link in ask.items()})
     return out
 
 
@@ -101,7 +90,7 @@ def to_model(rec: Record, base_url: str, stats: dict[str, int] | None = None) ->
 def list_clusters(store: StateStore, base_url: str = "/", *,
                   include_ended: bool = False) -> list[Cluster]:
     """Every cluster of the state store (active ones unless ``include_ended``)."""
-    store.refresh()
+    refresh(store)
     records = store.list(Kind.cluster, active=None if include_ended else True)
     stats = _stats(records)
     return [to_model(r, base_url, stats.get(r.id)) for r in records]

@@ -14,12 +14,12 @@ import json
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FieldError, UsageError
 from ..state import Kind, Record, StateStore, Status
+from .cache import Remembered, refresh
 from .models import (
     Alert,
     Capacity,
@@ -41,10 +41,7 @@ if TYPE_CHECKING:
     from ..monitor.alerts import Rule
 
 ASK_TIMEOUT = 0.5
-REMEMBER = 3.0
-_pool = ThreadPoolExecutor(8, thread_name_prefix="hybridnb-metrics")
 _lock = threading.Lock()
-_latency: dict[str, tuple[float, dict[str, float] | None]] = {}
 _run_metrics: dict[str, tuple[tuple[float, int], dict[str, float]]] = {}
 
 
@@ -134,7 +131,7 @@ def _metrics_of(run_dir: str | None) -> dict[str, float]:
 
 
 def runs(store: StateStore, *, include_ended: bool = False) -> list[Run]:
-    store.refresh()
+    refresh(store)
     return [Run(id=r.id, name=r.name, site=r.site, status=r.status, launcher=r.backend,
                 metrics=_metrics_of(r.spec.get("run_dir")), run_dir=r.spec.get("run_dir"),
                 error=r.error, created_at=r.created_at)
@@ -205,25 +202,13 @@ def _latency_of(url: str) -> dict[str, float] | None:
     return {}
 
 
+_latency = Remembered(_latency_of)
+
+
 def _latencies(records: list[Record]) -> dict[str, dict[str, float] | None]:
-    now = time.monotonic()
-    out: dict[str, dict[str, float] | None] = {}
-    ask = []
-    for rec in records:
-        if rec.status is not Status.running or not rec.address:
-            continue
-        with _lock:
-            hit = _latency.get(rec.id)
-        if hit is not None and now - hit[0] < REMEMBER:
-            out[rec.id] = hit[1]
-        else:
-            ask.append(rec)
-    answers = list(_pool.map(lambda r: _latency_of(str(r.address)), ask))
-    with _lock:
-        for rec, got in zip(ask, answers, strict=True):
-            _latency[rec.id] = (now, got)
-            out[rec.id] = got
-    return out
+    ask = {r.id: str(r.address) for r in records if r.status is Status.running and r.address}
+    answers = _latency.get_many(set(ask.values()))
+    return {rid: answers[url] for rid, url in ask.items()}
 
 
 def _endpoint(rec: Record, latency: dict[str, float] | None) -> Endpoint:
@@ -244,7 +229,7 @@ def _endpoint(rec: Record, latency: dict[str, float] | None) -> Endpoint:
 
 
 def endpoints(store: StateStore, *, include_ended: bool = False) -> list[Endpoint]:
-    store.refresh()
+    refresh(store)
     records = store.list(Kind.endpoint, active=None if include_ended else True)
     latency = _latencies(records)
     return [_endpoint(r, latency.get(r.id)) for r in records]
@@ -384,7 +369,7 @@ def metrics(query: str | None, start: Any = None, end: Any = None, step: Any = N
 
 
 def summary(store: StateStore, firing: int) -> Summary:
-    store.refresh()
+    refresh(store)
     active = store.list(active=True)
     count = {k: sum(r.kind is k for r in active) for k in Kind}
     jobs = [r for r in active if r.kind is Kind.job]

@@ -93,8 +93,9 @@ def test_extension_listed_enabled_and_ok(tmp_path):
     import os
     import subprocess
     import sys
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[2]
     shared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
@@ -112,3 +113,33 @@ def test_extension_listed_enabled_and_ok(tmp_path):
     listed = text[text.index(str(config_dir)):].splitlines()[:4]
     assert "hybridnb.jupyter" in listed[1] and "enabled" in listed[1], text
     assert "hybridnb.jupyter" in listed[3] and "OK" in listed[3], text
+
+
+def test_loading_the_extension_imports_nothing_heavy():
+    """What the server imports at start: the app, its handlers, the proxy (not the library)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, json, hybridnb.jupyter as j\n"
+            "j._jupyter_server_extension_points()\n"
+            "from hybridnb.jupyter.handlers import routes\n"
+            "routes()\n"
+            "heavy = ['pydantic', 'hybridnb.state', 'hybridnb.config', 'torch', 'dask',\n"
+            "         'distributed', 'pandas', 'numpy', 'papermill', 'psutil']\n"
+            "print(json.dumps([m for m in heavy if m in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_schemas_for_the_typescript_mirror():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hybridnb.jupyter.models"],
+                         capture_output=True, text=True, check=True).stdout
+    schemas = json.loads(out)
+    assert {"Cluster", "Job", "JobCreate", "PlanAnswer", "ErrorBody", "Summary"} <= set(schemas)
+    assert schemas["Job"]["properties"]["status"]["$ref"].endswith("JobStatus")
+    assert set(schemas["ErrorBody"]["properties"]) == {"error", "field"}

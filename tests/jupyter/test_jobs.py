@@ -82,7 +82,7 @@ async def test_concurrency_cap_queues_then_runs(jp_fetch, notebooks):
     _, second = await call(jp_fetch, "POST", "jobs", body={"notebook": "sq.ipynb"})
     assert first["status"] == "running"
     assert second["status"] == "queued"
-    status, summary = await call(jp_fetch, "GET", "summary")
+    _, summary = await call(jp_fetch, "GET", "summary")
     assert (summary["jobs_running"], summary["jobs_queued"]) == (1, 1)
     done = await wait_job(jp_fetch, second["id"], {"succeeded", "failed"})
     assert done["status"] == "succeeded", done
