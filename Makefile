@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test demo bench bench-peers lint format clean
+.PHONY: help install hub-proxy test demo bench bench-peers lint format clean
 .PHONY: labextension labextension-test
 
 help:
@@ -41,7 +41,18 @@ $(VENV)/.installed: $(PY) pyproject.toml
 install: $(VENV)/.installed
 install: labextension
 
-test: install
+# configurable-http-proxy from npm for the team tests' real JupyterHub (tests/hub),
+# pinned by its lockfile, in the project (never a global install).
+HUB_PROXY := build/node/node_modules/.bin/configurable-http-proxy
+$(HUB_PROXY): environments/hub/proxy/package.json environments/hub/proxy/package-lock.json
+	mkdir -p build/node
+	cp environments/hub/proxy/package.json environments/hub/proxy/package-lock.json build/node/
+	cd build/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+hub-proxy: $(HUB_PROXY)
+
+test: install hub-proxy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install

@@ -18,6 +18,7 @@ from . import (
     data,
     demo,
     doctor,
+    hub,
     jobs,
     monitor,
     notebooks,
@@ -68,6 +69,8 @@ app.add_typer(sites.app, name="sites")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(data.app, name="data")
+app.add_typer(hub.app, name="hub")
+app.command("hub-service")(hub.hub_service)
 app.command("train")(train.train)
 app.command("worker")(worker.worker)
 app.command("doctor")(doctor.doctor)

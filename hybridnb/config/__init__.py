@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .models import (
     SSHOptions,
 )
 from .problems import ConfigError, ConfigProblem
+from .teams import hub_user, restrict
 from .validate import validate
 from .yamlsource import read_yaml
 
@@ -67,7 +69,10 @@ def load_config(*files: str | Path, overrides: Mapping[str, Any] | None = None,
     """
     layers = read_layers(files, overrides, cwd=cwd, environ=environ)
     data, origins = merge(layers)
-    return validate(data, origins, [layer.label for layer in layers])
+    config = validate(data, origins, [layer.label for layer in layers])
+    # Inside a team's hub, a user sees only what their groups may use (config.teams).
+    user = hub_user(os.environ if environ is None else environ)
+    return restrict(config, user) if user and config.teams is not None else config
 
 
 def check_file(path: str | Path) -> HybridConfig:

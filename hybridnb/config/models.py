@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from .gateway import GatewayOptions
+from .teams import Teams
 from .units import format_bytes, parse_bytes
 
 Tier = Literal["private", "public", "edge"]
@@ -41,7 +43,7 @@ Positive = Annotated[float, Field(gt=0)]
 
 #: The backends hybridnb ships. Plug-ins add more through the
 #: ``hybridnb.site_backends`` entry-point group (see :mod:`hybridnb.config.backends`).
-BUILTIN_BACKENDS = ("local", "scheduler", "ssh", "kubernetes")
+BUILTIN_BACKENDS = ("local", "scheduler", "ssh", "kubernetes", "gateway")
 
 
 class _Model(BaseModel):
@@ -145,6 +147,7 @@ class Site(_Model):
     scheduler: SchedulerOptions | None = None
     ssh: SSHOptions | None = None
     kubernetes: KubernetesOptions | None = None
+    gateway: GatewayOptions | None = None
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="Options of a plug-in backend")
     capacity: Capacity
@@ -309,6 +312,8 @@ class HybridConfig(_Model):
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     policies: Policies = Field(default_factory=Policies)
     jobs: Jobs = Field(default_factory=Jobs)
+    teams: Teams | None = Field(None, description="Groups, quotas and the hub service "
+                                "(a JupyterHub for teams: hybridnb.config.teams)")
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[str] = PrivateAttr(default_factory=list)

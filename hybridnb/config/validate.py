@@ -20,6 +20,7 @@ from .backends import backend_names
 from .layers import Origin
 from .models import BUILTIN_BACKENDS, Dataset, HybridConfig, Policies, Site
 from .problems import ConfigError, ConfigProblem
+from .teams import cross_checks as team_checks
 from .yamlsource import KeyPath
 
 SITE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -37,6 +38,7 @@ _EXPECTED = {
 _OPTIONS_EXAMPLE = {
     "scheduler": "scheduler: {address: tls://10.0.0.5:8786}",
     "ssh": "ssh: {hosts: [10.0.0.11, 10.0.0.12], user: ml}",
+    "gateway": "gateway: {address: http://HUB/services/dask-gateway}",
 }
 
 
@@ -238,6 +240,7 @@ def cross_checks(data: Mapping[str, Any], problem: Callable[..., ConfigProblem]
         out.append(problem(("policies", "scheduler_site"),
                            f"unknown site '{sched}'{did_you_mean(sched, sites)}",
                            f"use one of the configured sites: {', '.join(sites)}"))
+    out += team_checks(data, problem, known_classes)
     return out
 
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .. import team
 from ..errors import FieldError, OperationError, UsageError
 from ..state import Kind, Record, StateStore, Status, state_home
 from .cache import Remembered, refresh
@@ -122,6 +123,9 @@ def start(request: ClusterCreate, store: StateStore, config: HybridConfig,
     if any(r.name == name for r in store.list(Kind.cluster, active=True)):
         raise FieldError(f"a running cluster is already called {name!r}; pick another name",
                          field="name", reason="conflict")
+    lease = team.admit("cluster", request.site, team.cluster_size(  # beyond quota: 409 now;
+        request.workers, request.threads, request.adapt and request.adapt.model_dump()),
+        name=name, config=config)  # the keeper's own admit takes this lease over (same name)
     logs = state_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
@@ -141,12 +145,14 @@ def start(request: ClusterCreate, store: StateStore, config: HybridConfig,
                 p.pid == pid for p in rec.pids):
             return to_model(rec, base_url)
         if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            lease.release("failed")
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             raise OperationError(f"cluster {name} on {request.site} failed to start: "
                                  + " | ".join(tail) + f" (full log: {log_path})")
         time.sleep(0.2)
     os.kill(pid, signal.SIGTERM)
     os.waitpid(pid, 0)
+    lease.release("failed")
     raise OperationError(f"cluster {name} on {request.site} did not start within "
                          f"{timeout:g} s (log: {log_path})")
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import team
 from ..state import Record, StateStore, Status
 from .jobs import advance
 
@@ -49,6 +50,7 @@ def run(job_id: str) -> int:
         if store.get(job_id).status.active:  # a cancel already wrote its own end
             store.update(job_id, status=status, error=error,
                          message=f"ended {status.value}")
+        team.release_ref(rec.spec.get("lease"), store.get(job_id).status.value)  # ledger
         logger.info("job %s ended %s%s", job_id, status.value, f": {error}" if error else "")
         advance(store)
     return 0

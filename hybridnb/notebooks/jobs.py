@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from .. import team
 from ..errors import FieldError, UsageError, did_you_mean
 from ..state import Kind, Record, StateStore, Status, state_home
 
@@ -437,8 +438,10 @@ def submit(notebook: str | Path, parameters: dict[str, Any] | None = None, *,
                          field="notebook") from None
     chosen = choose_site(plan, site, config)
     mode, cluster_rec = _mode(chosen, cluster, config, store)
+    lease = team.admit("job", chosen, {"cpus": res.get("cpu", 1), "gpus": res.get("gpu", 0)},
+                       config=config)  # the team's quotas (no-op outside a hub)
     rec = store.add(Kind.job, path.stem, chosen, backend=mode, status=Status.pending, spec={
-        "notebook": str(path), "parameters": params, "data": data,
+        "lease": lease.ref(), "notebook": str(path), "parameters": params, "data": data,
         "plan": explain(plan, chosen), "cluster": cluster_rec.id if cluster_rec else None,
         "timeout": timeout, "started_from": started_from})
     directory = job_dir(rec.id)
@@ -484,6 +487,7 @@ def _sweep(store: StateStore, owner: str) -> None:
         if not rec.local:
             continue
         if rec.pids and not any(p.alive() for p in rec.pids):
+            team.release_ref(rec.spec.get("lease"), "lost")
             store.update(rec.id, status=Status.lost, error="the job's process ended without "
                          f"a result (see {rec.spec.get('log')})")
         elif rec.status is Status.starting and not rec.pids and now - rec.updated_at > STUCK_AFTER:
@@ -550,9 +554,11 @@ def cancel(job_id: str, store: StateStore | None = None, grace: float = 5.0) -> 
         # Not claimed yet: mark it so no claimer starts it. (A claim between the read and
         # this write leaves a process that sees the cancellation when it starts.)
         store.update(rec.id, status=Status.stopped, message="cancelled while queued")
+        team.release_ref(rec.spec.get("lease"), "stopped")
         return Job.from_record(store.get(rec.id))
     store.update(rec.id, status=Status.stopping, message="cancelling")
     terminate(store.get(rec.id), grace=grace)
     store.update(rec.id, status=Status.stopped, message="cancelled")
+    team.release_ref(rec.spec.get("lease"), "stopped")
     advance(store)
     return Job.from_record(store.get(rec.id))

@@ -14,11 +14,11 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from html import escape
 from typing import Any
 
-from .. import lifecycle
+from .. import lifecycle, team
 from ..errors import OperationError, UsageError
 from ..state import StateStore
 from .autoscale import AutoscalePolicy
@@ -38,10 +38,12 @@ class Endpoint:
     is closed then (:mod:`hybridnb.lifecycle`), replicas included.
     """
 
-    def __init__(self, deployment: Deployment, bundle: Bundle):
+    def __init__(self, deployment: Deployment, bundle: Bundle,
+                 on_close: Callable[[str], None] | None = None):
         self._d = deployment
         self.bundle = bundle
         self._client: Any = None
+        self._on_close = on_close  # tells the team ledger it stopped
         lifecycle.close_at_exit(self)
 
     @property
@@ -165,6 +167,8 @@ class Endpoint:
             self._client = None
         if not self.closed:
             self._d.close()
+        if self._on_close is not None:
+            self._on_close("stopped")
 
     def __enter__(self) -> Endpoint:
         return self
@@ -256,6 +260,11 @@ def deploy(bundle: str | os.PathLike[str] | Bundle, site: str = "local", replica
         settings = settings.replace(batching=batching)
     dep = Deployment(loaded.path, replicas=replicas, settings=settings,
                      autoscale=dict(autoscale) if isinstance(autoscale, Mapping) else autoscale,
-                     routing=routing, token=token, store=store, name=name or loaded.name,
-                     record=record, port=port)
-    return Endpoint(dep.start(), loaded)
+                     routing=routing, token=token or team.endpoint_token(), store=store,
+                     name=name or loaded.name, record=record, port=port)  # per-user token in a hub
+    lease = team.admit("endpoint", site, {"cpus": replicas}, name=dep.name)  # team quotas
+    try:
+        return Endpoint(dep.start(), loaded, on_close=lease.release)
+    except BaseException:
+        lease.release("failed")
+        raise

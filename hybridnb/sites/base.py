@@ -31,6 +31,7 @@ Register it in the ``hybridnb.site_backends`` entry-point group (or with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,6 +60,8 @@ class Started:
     tls_dir: Path | None = None  # temporary certificates to delete with the cluster
     dashboard_host: str | None = None  # where the dashboard listens, if not the scheduler's host
     close_timeout: float = 60.0  # seconds to stop the cluster it started
+    #: Called with the end status ("stopped", "failed") once the handle closed it.
+    on_close: list[Callable[[str], None]] = field(default_factory=list)
 
 
 class Backend:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import team
 from ..errors import UsageError
 from .handle import ClusterHandle
 from .registry import get_backend
@@ -95,14 +96,17 @@ def cluster(site: str = "local", n_workers: int | None = None,
     config = _config(config)
     backend = backend_for(config.site(site), config)
     name = name or f"{site}-{uuid.uuid4().hex[:6]}"
+    lease = team.admit("cluster", site, team.cluster_size(n_workers, threads_per_worker, adapt),
+                       name=name, config=config)  # the team's quotas (no-op outside a hub)
     directory = tls_dir(name)
-    security = backend.security(directory)
     try:
+        security = backend.security(directory)
         started = backend.start(name=name, n_workers=n_workers,
                                 threads_per_worker=threads_per_worker,
                                 memory_limit=memory_limit, security=security,
                                 **backend_options)
     except BaseException:
+        lease.release("failed")
         shutil.rmtree(directory, ignore_errors=True)
         raise
     from . import security as tls
@@ -110,6 +114,7 @@ def cluster(site: str = "local", n_workers: int | None = None,
     try:
         tls.warn_if_plain([backend.site], started.security)  # it runs: say so if in the clear
     except BaseException:  # warnings made errors (-W error): stop what started
+        lease.release("failed")
         if started.owns and started.cluster is not None:
             started.cluster.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -117,6 +122,7 @@ def cluster(site: str = "local", n_workers: int | None = None,
     if directory.exists():
         started.tls_dir = directory
     started.dashboard_host = started.dashboard_host or backend.dashboard_host
+    started.on_close.append(lease.release)  # the ledger hears when it stops
     handle = _handle(started, [site], backend.name, name, config, _store(record, store),
                      timeout=getattr(backend, "timeout", 10.0))
     try:
@@ -157,9 +163,6 @@ def hybrid_cluster(sites: Sequence[str], n_workers: int | Mapping[str, int] | No
     >>> c = hybridnb.hybrid_cluster(["onprem", "aws"], n_workers=2)  # doctest: +SKIP
     >>> c.compute(df.amount.sum(), data="patients")  # runs on onprem only  # doctest: +SKIP
     """
-    from . import security as tls
-    from .spec import start_spec_cluster
-
     config = _config(config)
     names = list(dict.fromkeys(sites))
     if not names:
@@ -170,7 +173,25 @@ def hybrid_cluster(sites: Sequence[str], n_workers: int | Mapping[str, int] | No
     sched = config.site(sched_name)
     name = name or f"hybrid-{uuid.uuid4().hex[:6]}"
     backends = {s.name: backend_for(s, config) for s in chosen}
-    store_ = _store(record, store)
+    lease = team.admit("cluster", "+".join(names), team.cluster_size(
+        sum(n_workers.values()) if isinstance(n_workers, Mapping) else
+        (n_workers or 1) * len(names), threads_per_worker), name=name, config=config)
+    try:
+        handle = _hybrid(names, chosen, sched, backends, n_workers, threads_per_worker,
+                         memory_limit, name, config, _store(record, store))
+    except BaseException:
+        lease.release("failed")
+        raise
+    handle._started.on_close.append(lease.release)
+    return handle
+
+
+def _hybrid(names: list[str], chosen: list[Site], sched: Site, backends: dict[str, Backend],
+            n_workers: int | Mapping[str, int] | None, threads_per_worker: int | None,
+            memory_limit: str | float | None, name: str, config: HybridConfig,
+            store_: StateStore | None) -> ClusterHandle:
+    from . import security as tls
+    from .spec import start_spec_cluster
 
     if all(s.backend == "scheduler" for s in [*chosen, sched]):
         addresses = {s.scheduler.address for s in [*chosen, sched] if s.scheduler}

@@ -288,6 +288,8 @@ class ClusterHandle:
                 if self._record is not None and self._store is not None:
                     self._record = self._store.update(self._record.id, status=status,
                                                       error=error)
+                for hook in self._started.on_close:  # the team ledger hears of it
+                    hook(status.value)
 
     @property
     def closed(self) -> bool:

@@ -24,6 +24,7 @@ BUILTIN = {
     "scheduler": "hybridnb.sites.scheduler:SchedulerBackend",
     "ssh": "hybridnb.sites.ssh:SSHBackend",
     "kubernetes": "hybridnb.sites.kubernetes:KubernetesBackend",
+    "gateway": "hybridnb.sites.gateway:GatewayBackend",
 }
 _runtime: dict[str, type[Backend]] = {}
 

@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import team
 from ..errors import OperationError, UsageError, did_you_mean
 from ..state import Kind, StateStore, Status, state_home
 from .agent import FAILURE, LAUNCH
@@ -192,6 +193,8 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
         (path / stale).unlink(missing_ok=True)
     (path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
     store = store or StateStore()
+    lease = team.admit("run", site, {"cpus": nprocs, "gpus": nprocs if spec.device == "cuda"
+                                     else 0}, config=config)  # quotas (no-op outside a hub)
     rec = store.add(Kind.run, spec.name, site, backend=launcher, status=Status.starting,
                     spec={"spec": spec.model_dump(mode="json"), "run_dir": str(path),
                           "nprocs": nprocs, "launcher": launcher, "resume": resume})
@@ -213,9 +216,11 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
     except BaseException as exc:
         status = Status.stopped if isinstance(exc, KeyboardInterrupt) else Status.failed
         store.update(rec.id, status=status, error=str(exc)[:2000])
+        lease.release(status.value)
         raise
     finally:
         metrics.close()
+    lease.release("succeeded")
     result.record_id, result.launcher = rec.id, launcher
     summary = {k: result.result.get(k) for k in ("test_accuracy", "test_loss", "steps",
                                                    "precision", "seconds")}
