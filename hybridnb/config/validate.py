@@ -190,6 +190,10 @@ def cross_checks(data: Mapping[str, Any], problem: Callable[..., ConfigProblem]
             out.append(problem((*at, "options"),
                                f"'options' is for plug-in backends, not '{backend}'",
                                f"put them under '{backend}:' instead"))
+        tier = site.get("tier", Site.model_fields["tier"].default)
+        if site.get("edge") is not None and tier != "edge":
+            out.append(problem((*at, "edge"), f"has 'edge' options but its tier is {tier!r}",
+                               "set 'tier: edge' or remove the 'edge' block"))
         for i, cls in enumerate(_sequence(site.get("classifications"))):
             if cls not in known_classes:
                 out.append(problem((*at, "classifications", i),

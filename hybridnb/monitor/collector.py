@@ -79,6 +79,10 @@ class Collector:
         URL that receives alert notifications (JSON POST), or ``None``.
     host:
         Record the host's CPU/memory/GPU metrics under ``job="hybridnb-host"``.
+    sources:
+        Other things read each round, next to the scrapes: objects with
+        ``collect(now) -> (health, samples)`` and ``close()``, such as edge sites
+        (:class:`hybridnb.monitor.edge.EdgeIngest`); see :meth:`add_source`.
 
     Examples
     --------
@@ -94,7 +98,8 @@ class Collector:
                  store_path: str | Path | None = None, *, timeout: float | None = None,
                  discover: bool = True, rediscover: float = 10.0,
                  state: StateStore | None = None, rules: list[Rule] | None = None,
-                 webhook: str | None = None, host: bool = True, workers: int = 4):
+                 webhook: str | None = None, host: bool = True, workers: int = 4,
+                 sources: list[Any] | None = None):
         from .alerts import AlertManager
 
         self.interval = float(interval)
@@ -106,6 +111,7 @@ class Collector:
         self.host = host
         self.alerts: AlertManager = AlertManager(rules or [], self.store, webhook=webhook)
         self._manual: dict[str, Target] = {}
+        self._sources: list[Any] = list(sources or [])
         self._found: list[Target] = []
         self._found_at = float("-inf")
         self._scraped: dict[str, _Scraped] = {}
@@ -132,6 +138,10 @@ class Collector:
         netloc = urllib.parse.urlsplit(url).netloc
         labels = (("name", name),) if name else ()
         self._manual[url] = Target(job, netloc, url=url, labels=labels)
+
+    def add_source(self, source: Any) -> None:
+        """Read ``source`` each round too (``collect(now) -> (health, samples)``)."""
+        self._sources.append(source)
 
     def targets(self) -> list[Target]:
         """The targets of the next round."""
@@ -198,6 +208,7 @@ class Collector:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers,
                                             thread_name_prefix="hybridnb-scrape")
+        read = [self._pool.submit(source.collect, now) for source in self._sources]
         results = list(self._pool.map(self._scrape, targets))
         batch: list[KeyedSample] = []
         down = []
@@ -219,6 +230,14 @@ class Collector:
                 "name": labels.get("name") or labels.get("run"),
                 "up": error is None, "error": error, "last_scrape": now,
                 "duration_seconds": seconds}
+        for future in read:
+            try:
+                health, samples = future.result()
+            except Exception:  # a source that fails is logged, the round goes on
+                logger.exception("a metrics source failed")
+                continue
+            batch += samples
+            self._health[f"{health['job']}:{health['instance']}"] = health
         if self.host:
             from .names import host_samples
 
@@ -267,6 +286,8 @@ class Collector:
             for state in self._scraped.values():
                 state.scraper.close()
             self._scraped.clear()
+            for source in self._sources:
+                source.close()
             self.store.close()
 
     @property
@@ -297,7 +318,8 @@ class Collector:
 
         rows = "".join(
             f"<tr><td>{escape(h['job'])}</td><td>{escape(h['instance'])}</td>"
-            f"<td>{'up' if h['up'] else 'down'}</td><td>{escape(h['error'] or '')}</td></tr>"
+            f"<td>{h.get('state') or ('up' if h['up'] else 'down')}</td>"
+            f"<td>{escape(h['error'] or '')}</td></tr>"
             for h in self.health())
         return (f"<p>{escape(repr(self))}</p><table><tr><th>job</th><th>instance</th>"
                 f"<th>state</th><th>error</th></tr>{rows}</table>")

@@ -22,7 +22,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,6 +158,31 @@ class SampleStore:
                     self._last_prune = ts
             except BaseException:
                 conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return len(rows)
+
+    def append_at(self, samples: Iterable[tuple[SeriesKey, float, float]],
+                  then: Callable[[sqlite3.Connection], None] | None = None) -> int:
+        """Store ``(series, ts, value)`` samples, each at its own time, in one transaction.
+
+        ``then(conn)`` runs inside the same transaction: a caller's own bookkeeping (how
+        far it has ingested, in a table of its own) commits with the samples or not at
+        all. What an edge site buffered arrives this way (:mod:`hybridnb.monitor.edge`).
+        """
+        with self._lock:
+            conn = self._writer()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = self._ids
+                rows = [(ids.get(key) or self._series_id(conn, key), ts, value)
+                        for key, ts, value in samples]
+                conn.executemany("INSERT INTO samples VALUES (?,?,?)", rows)
+                if then is not None:
+                    then(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                self._ids.clear()  # ids of series made in this transaction are gone
                 raise
             conn.execute("COMMIT")
         return len(rows)
