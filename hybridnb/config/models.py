@@ -159,16 +159,6 @@ class EdgeAgentOptions(_Model):
                             "its local clients (beyond loopback it needs a token)")
     front_port: int = Field(8080, ge=1, le=65535, description="The edge endpoint's port")
 
-    @model_validator(mode="after")
-    def _pinned_beyond_loopback(self) -> EdgeAgentOptions:
-        # Tokens must not cross a network in clear: plain HTTP to the agent is allowed
-        # only where it never leaves this machine.
-        if self.cert is None and not is_loopback(self.address):
-            raise ValueError(f"the agent at {self.address} is beyond loopback, so its "
-                             "certificate must be pinned: add 'cert: PATH' (the agent's "
-                             "PEM, written by 'hybridnb edge init')")
-        return self
-
     @property
     def url(self) -> str:
         """``https://address:port`` (``http://`` on loopback without a certificate)."""

@@ -82,6 +82,7 @@ class RecordBuffer:
         self.wal_bytes = int(wal_bytes)
         self._lock = threading.Lock()
         self._pending: list[tuple[float, str, bytes]] = []
+        self._warned = float("-inf")
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -150,8 +151,13 @@ class RecordBuffer:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)",
                                (str(self.dropped),))
             self._conn.execute("COMMIT")
-            logger.warning("edge buffer full: dropped the %d oldest records (%d in all)",
-                           drop, self.dropped)
+            # Once a minute at most: a full buffer drops on many flushes in a row.
+            now = time.monotonic()
+            if now - self._warned > 60.0:
+                self._warned = now
+                logger.warning("edge buffer full: dropped the %d oldest records (%d in "
+                               "all); raise sites.X.edge.buffer.max_bytes to keep more",
+                               drop, self.dropped)
 
     # -- reading ---------------------------------------------------------------------
 

@@ -312,6 +312,10 @@ class RolloutReport:
                 f"<th>time</th><th>detail</th></tr>{rows}</table>")
 
 
+class CorruptTransfer(OperationError):
+    """A file kept arriving with the wrong digest (corrupt at the source, or on the way)."""
+
+
 class RolloutError(OperationError):
     """A push ended without the new version serving; ``report`` says why."""
 
@@ -386,6 +390,10 @@ def push(bundle: str | os.PathLike[str], site: str | Site | None = None, *,
         report.checks = [c.model_dump() for c in status.checks]
     except TimeoutError as exc:
         report.state, report.reason = "timed_out", str(exc)
+    except CorruptTransfer as exc:
+        report.state, report.reason = RolloutPhase.refused.value, str(exc)
+    except OperationError as exc:  # the agent refused a request (a wrong token...)
+        report.state, report.reason = "failed", str(exc)
     finally:
         report.seconds = time.monotonic() - start
         if own:
@@ -440,7 +448,7 @@ def _send(client: EdgeClient, entry: FileEntry, path: Path, deadline: float,
             if exc.status == 422 and "hash to" in str(exc):
                 report.corrupt_refused += 1
                 if report.corrupt_refused > 2:
-                    raise OperationError(f"{path.name} arrived corrupt 3 times: {exc}") from None
+                    raise CorruptTransfer(f"{path.name} arrived corrupt 3 times: {exc}") from None
                 continue
             raise
 

@@ -99,6 +99,9 @@ class Front:
         self.timeout = timeout
         self.metrics = EndpointMetrics()
         self.current: Upstream | None = None
+        #: The version before a switch, warm until the switch is confirmed: the first
+        #: request that cannot reach :attr:`current` sends the front back to it.
+        self.fallback: Upstream | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.switches = 0
 
@@ -107,17 +110,32 @@ class Front:
         """A new upstream for a replica (not yet current)."""
         return Upstream(url, token, version_id, name, version, self.timeout)
 
-    def switch(self, upstream: Upstream | None) -> Upstream | None:
+    def switch(self, upstream: Upstream | None, *, fallback: Upstream | None = None
+               ) -> Upstream | None:
         """Send new requests to ``upstream`` from now on; return the one before.
 
-        One assignment, safe from any thread: a request reads :attr:`current` once.
+        ``fallback`` (the version before, still running) is where the front goes back to
+        by itself when ``upstream`` cannot be reached; :meth:`confirm` drops it. One
+        assignment each, safe from any thread: a request reads :attr:`current` once.
         """
+        self.fallback = fallback
         previous, self.current = self.current, upstream
         self.switches += 1
         logger.info("front now serves %s (was %s)",
                     upstream.version_id if upstream else "nothing",
                     previous.version_id if previous else "nothing")
         return previous
+
+    def confirm(self) -> None:
+        """The switch holds: forget the fallback (its replica is about to stop)."""
+        self.fallback = None
+
+    def _fail_over(self, failed: Upstream) -> None:
+        fallback = self.fallback
+        if fallback is not None and self.current is failed:
+            self.current, self.fallback = fallback, None
+            logger.warning("front: %s is unreachable, back to %s", failed.version_id,
+                           fallback.version_id)
 
     def close_upstream(self, upstream: Upstream) -> None:
         """Close an upstream's connections (from any thread)."""
@@ -143,7 +161,7 @@ class Front:
 
         headers = {k: v for k, v in request.headers.items() if k in _REQUEST_HEADERS}
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        for attempt in range(2):
+        for attempt in range(3):
             up = self.current
             if up is None:
                 raise HTTPError(503, "no model version is serving here yet",
@@ -155,12 +173,13 @@ class Front:
                 return response, up.version
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
                     httpx.WriteError, httpx.PoolTimeout) as exc:
-                # Nothing was answered: the replica is gone or going. Once more, to
-                # whichever replica is current (a rollback may just have switched).
+                # Nothing was answered: the replica is gone or going. Again, to the
+                # version before it if it is still warm, else to whichever is current.
                 up.errors += 1
-                if attempt:
+                self._fail_over(up)
+                if attempt == 2:
                     raise HTTPError(502, f"the model replica is unreachable: {exc}") from None
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05 * (attempt + 1))
             except httpx.TimeoutException:
                 raise HTTPError(504, f"the model replica did not answer within "
                                      f"{self.timeout:g} s") from None

@@ -199,19 +199,27 @@ class Supervisor:
         return value
 
     def _run(self, status: RolloutStatus, req: RolloutRequest) -> None:
+        outcome, reason = self._attempt(status, req)
+        if outcome is not RolloutPhase.active:
+            self._discard(req.version_id)
+        # Last: whoever polls sees the outcome only once everything is in its place.
+        self._finish(status, outcome, reason)
+
+    def _attempt(self, status: RolloutStatus, req: RolloutRequest
+                 ) -> tuple[RolloutPhase, str]:
+        """The rollout's steps; returns its outcome and why. The old version serves until
+        the switch and is switched back to on any failure after it."""
         new: Replica | None = None
         old = self.active
         try:
             if old is not None and old.version_id == req.version_id:
                 status.checks.append(Check(name="active", ok=True,
                                            detail="this version is already serving"))
-                self._finish(status, RolloutPhase.active)
-                return
+                return RolloutPhase.active, ""
             try:
                 path = self._check(status, "stage", lambda: self._stage(req))
             except UsageError as exc:
-                self._finish(status, RolloutPhase.refused, str(exc))
-                return
+                return RolloutPhase.refused, str(exc)
             meta = self._meta_of(path)
             status.state = RolloutPhase.starting
             new = started = self._check(status, "ready",
@@ -219,27 +227,38 @@ class Supervisor:
             status.state = RolloutPhase.checking
             self._check(status, "smoke", lambda: (self._smoke(started), None))
             status.state = RolloutPhase.watching
-            previous = self.front.switch(started.upstream)
+            previous = self.front.switch(started.upstream,
+                                         fallback=old.upstream if old else None)
             try:
                 self._check(status, "watch", lambda: (self._watch(started), None))
             except (OperationError, UsageError):
                 self.front.switch(previous)  # back at once: the old one never stopped
                 raise
+            self.front.confirm()
             self._write_state(req.version_id)
             self.active = new
             new = None
             if old is not None:
                 self._retire(old)
             self._prune()
-            self._finish(status, RolloutPhase.active)
+            return RolloutPhase.active, ""
         except (OperationError, UsageError) as exc:
-            self._finish(status, RolloutPhase.rolled_back, str(exc)[-2000:])
+            return RolloutPhase.rolled_back, str(exc)[-2000:]
         except Exception as exc:  # a bug must still leave the old version serving
             logger.exception("rollout %s failed unexpectedly", status.id)
-            self._finish(status, RolloutPhase.rolled_back, f"{type(exc).__name__}: {exc}")
+            return RolloutPhase.rolled_back, f"{type(exc).__name__}: {exc}"
         finally:
             if new is not None:
                 self._retire(new)
+
+    def _discard(self, version_id: str) -> None:
+        """Remove a version that never became active (its blobs stay for a while: a fixed
+        push may reuse most of them)."""
+        if version_id in self._read_state().get("history", []):
+            return  # a version that served before stays available for rolling back
+        shutil.rmtree(self.versions / version_id, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.manifests / f"{version_id}.json").unlink()
 
     def _finish(self, status: RolloutStatus, state: RolloutPhase, reason: str = "") -> None:
         status.state, status.reason, status.finished_at = state, reason, time.time()
