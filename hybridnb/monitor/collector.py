@@ -112,6 +112,7 @@ class Collector:
         self.alerts: AlertManager = AlertManager(rules or [], self.store, webhook=webhook)
         self._manual: dict[str, Target] = {}
         self._sources: list[Any] = list(sources or [])
+        self._source_health: dict[str, dict[str, Any]] = {}
         self._found: list[Target] = []
         self._found_at = float("-inf")
         self._scraped: dict[str, _Scraped] = {}
@@ -155,8 +156,9 @@ class Collector:
         return [*self._manual.values(), *(t for t in self._found if t.key not in seen)]
 
     def health(self) -> list[dict[str, Any]]:
-        """Per target: job, instance, up, last error, last scrape time and duration."""
-        return list(self._health.values())
+        """Per target: job, instance, up, last error, last scrape time and duration; then
+        per source (an edge site adds ``state`` and ``since_contact_seconds``)."""
+        return [*self._health.values(), *self._source_health.values()]
 
     # -- one round -------------------------------------------------------------------
 
@@ -237,7 +239,7 @@ class Collector:
                 logger.exception("a metrics source failed")
                 continue
             batch += samples
-            self._health[f"{health['job']}:{health['instance']}"] = health
+            self._source_health[f"{health['job']}:{health['instance']}"] = health
         if self.host:
             from .names import host_samples
 

@@ -297,9 +297,10 @@ class EdgeIngest:
                 page = self.pull()
                 if page.records:
                     self.commit(page, contact=contact)
-                    self.ack(page)
                 else:
                     self._touch(page.epoch, contact)
+                if page.last:  # everything up to the stored number, also what a lost
+                    self.ack(page)  # ack of an earlier contact left behind
                 if not page.more or time.monotonic() > deadline:
                     break
         except OperationError as exc:  # the link dropped mid-way: the rest waits

@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 #: Largest JSON body the control port reads (manifests, acks).
 MAX_JSON_BYTES = 1 << 20
+#: The series a counter snapshot holds.
+SNAPSHOT_PREFIXES = ("hybridnb_endpoint_requests_total", "hybridnb_endpoint_request_duration_",
+                     "hybridnb_edge_")
 #: Free disk an upload must leave.
 DISK_RESERVE = 64 << 20
 
@@ -133,8 +136,13 @@ class EdgeAgent:
     # -- periodic work ---------------------------------------------------------------
 
     def snapshot(self) -> None:
-        """Buffer the counters now (the front's and the agent's own), as one record."""
-        series = [[name, labels, value] for name, labels, value in self.front.samples()]
+        """Buffer the counters now (the front's and the agent's own), as one record.
+
+        Only the families the front moves (requests, latency) and the agent's own: the
+        rest of an endpoint's families (batching, queue) belong to its replicas.
+        """
+        series = [[name, labels, value] for name, labels, value in self.front.samples()
+                  if name.startswith(SNAPSHOT_PREFIXES)]
         self.buffer.append("metrics", {"s": series})
 
     async def _every(self, seconds: float, fn: Any, *, thread: bool) -> None:
