@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..config import HybridConfig
-    from ..serve.edge.wire import RecordsPage
+    from ..serve.edge.wire import AgentStatus, RecordsPage
 
 logger = logging.getLogger(__name__)
 
@@ -165,18 +165,25 @@ class EdgeIngest:
 
     @classmethod
     def from_config(cls, store: SampleStore, config: HybridConfig | None = None, *,
-                    interval: float | None = None, timeout: float = 2.0) -> list[EdgeIngest]:
-        """One source per edge site whose ``edge.agent`` is configured."""
+                    sites: list[str] | None = None, interval: float | None = None,
+                    timeout: float = 2.0) -> list[EdgeIngest]:
+        """One source per edge site whose ``edge.agent`` is configured (or per ``sites``,
+        each of which must be one)."""
         from ..config import load_config
+        from ..errors import UsageError
 
         config = config or load_config()
+        chosen = [config.site(name) for name in sites] if sites is not None else [
+            s for s in config.sites.values() if s.edge is not None and s.edge.agent]
         out = []
-        for site in config.sites.values():
-            if site.tier == "edge" and site.edge is not None and site.edge.agent is not None:
-                interval_s = interval if interval is not None else min(
-                    5.0, site.edge.buffer.sample_interval_s)
-                out.append(cls(site.name, EdgeClient.for_site(site, timeout=timeout),
-                               store, interval=interval_s))
+        for site in chosen:
+            if site.edge is None or site.edge.agent is None:
+                raise UsageError(f"site {site.name!r} has no edge agent: add 'edge: {{agent: "
+                                 f"{{address: HOST, cert: PEM}}}}' under sites.{site.name}")
+            interval_s = interval if interval is not None else min(
+                5.0, site.edge.buffer.sample_interval_s)
+            out.append(cls(site.name, EdgeClient.for_site(site, timeout=timeout), store,
+                           interval=interval_s))
         return out
 
     def __repr__(self) -> str:
@@ -279,16 +286,27 @@ class EdgeIngest:
                             st.last_contact))
         return health, samples
 
-    def check(self, now: float | None = None) -> EdgeSiteStatus:
-        """Contact the agent now: its status, then its backlog (within ``budget_s``)."""
-        now = time.time() if now is None else now
+    def probe(self, now: float | None = None) -> EdgeSiteStatus:
+        """Ask the agent how it is, and nothing else (its buffer stays where it is)."""
+        status = self._probe(time.time() if now is None else now)
+        return status if isinstance(status, EdgeSiteStatus) else _status_of(
+            self.site, status, time.time() if now is None else now, time.time())
+
+    def _probe(self, now: float) -> EdgeSiteStatus | AgentStatus:
         _, _, last = self.cursor()
         try:
-            status = self.client.status()
+            return self.client.status()
         except Unreachable as exc:
             return EdgeSiteStatus(self.site, EdgeState.unreachable, now, last, error=str(exc))
         except OperationError as exc:  # it answered, with an error (a wrong token...)
             return EdgeSiteStatus(self.site, EdgeState.down, now, time.time(), error=str(exc))
+
+    def check(self, now: float | None = None) -> EdgeSiteStatus:
+        """Contact the agent now: its status, then its backlog (within ``budget_s``)."""
+        now = time.time() if now is None else now
+        status = self._probe(now)
+        if isinstance(status, EdgeSiteStatus):
+            return status
         contact = time.time()
         error = None
         deadline = time.monotonic() + self.budget_s
@@ -305,11 +323,9 @@ class EdgeIngest:
                     break
         except OperationError as exc:  # the link dropped mid-way: the rest waits
             error = str(exc)
-        buffered = int(status.buffer.get("records", 0))
-        return EdgeSiteStatus(self.site, EdgeState.up if status.ready else EdgeState.down,
-                              now, contact, ready=status.ready,
-                              version=status.active_version, backlog=buffered,
-                              dropped=int(status.buffer.get("dropped", 0)), error=error)
+        result = _status_of(self.site, status, now, contact)
+        result.error = error
+        return result
 
     def _touch(self, epoch: str, contact: float) -> None:
         with self._lock, sqlite3.connect(self.store.path, timeout=30.0) as conn:
@@ -346,6 +362,31 @@ class EdgeIngest:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _status_of(site: str, status: AgentStatus, now: float, contact: float) -> EdgeSiteStatus:
+    return EdgeSiteStatus(site, EdgeState.up if status.ready else EdgeState.down, now, contact,
+                          ready=status.ready, version=status.active_version,
+                          backlog=int(status.buffer.get("records", 0)),
+                          dropped=int(status.buffer.get("dropped", 0)))
+
+
+def edge_status(config: HybridConfig | None = None, store: SampleStore | None = None, *,
+                sites: list[str] | None = None, timeout: float = 2.0) -> list[EdgeSiteStatus]:
+    """How every configured edge site (or ``sites``) looks from here, now.
+
+    Read-only: each agent is asked for its status; nothing is pulled or acknowledged.
+    The last contact of an unreachable site is what the collector last recorded in
+    ``store`` (default ``$HYBRIDNB_HOME/metrics.db``).
+    """
+    store = store or SampleStore()
+    out = []
+    for source in EdgeIngest.from_config(store, config, sites=sites, timeout=timeout):
+        try:
+            out.append(source.probe())
+        finally:
+            source.close()
+    return out
 
 
 def _int(value: Any) -> int | None:

@@ -70,9 +70,9 @@ def test_the_control_port_is_pinned_and_needs_the_token(agent_factory, tmp_path)
             bad_token.status()
         assert info.value.status == 401
     other = init_agent_dir(tmp_path / "impostor")  # another agent's certificate
-    with EdgeClient(agent.url, token=agent.token, cert=other.cert) as pinned_elsewhere:
-        with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
-            pinned_elsewhere.status()
+    with EdgeClient(agent.url, token=agent.token, cert=other.cert) as pinned_elsewhere, \
+            pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
+        pinned_elsewhere.status()
     with pytest.raises(UsageError, match="fingerprint"):
         EdgeClient(agent.url, token=agent.token, cert=agent.cert, fingerprint="sha256:" + "0" * 64)
     with pytest.raises(UsageError, match="in clear"):

@@ -9,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 
-from hybridnb.monitor import AlertManager, Collector, SampleStore, default_rules, rules_yaml
+from hybridnb.monitor import Collector, SampleStore, default_rules, rules_yaml
 from hybridnb.monitor.edge import EDGE_JOB, EdgeIngest, EdgeState
 from hybridnb.serve.edge import push
 from hybridnb.testing.waiting import wait_until
@@ -126,7 +126,8 @@ tests:
           - exp_labels: {severity: warning, job: hybridnb-edge, instance: "10.0.3.7:8443",
                          site: shop}
             exp_annotations:
-              summary: "an edge site cannot be reached from the centre: it serves locally and buffers its metrics until the link returns"
+              summary: "an edge site cannot be reached from the centre: it serves locally \\
+                and buffers its metrics until the link returns"
       - eval_time: 8m
         alertname: TargetDown
         exp_alerts: []

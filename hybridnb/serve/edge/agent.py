@@ -451,7 +451,12 @@ def run_agent(config: AgentConfig) -> None:
     runner(serve_agent(agent))
 
 
-def _address(text: str, what: str) -> tuple[str, int]:
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` → ``(host, port)``; a :class:`UsageError` naming ``what`` otherwise.
+
+    >>> parse_address("[::1]:8443", "--control")
+    ('::1', 8443)
+    """
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"{what} {text!r}: give HOST:PORT (PORT 0 picks a free one)")
@@ -469,21 +474,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file")
     parser.add_argument("--bundle", help="roll this bundle out when nothing is active")
     parser.add_argument("--options", default="{}", help="sites.X.edge as JSON")
+    parser.add_argument("--options-file", help="sites.X.edge in a JSON file")
     parser.add_argument("--ready-file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per health probe
     try:
-        options = EdgeOptions.model_validate(json.loads(args.options))
-        control, front = _address(args.control, "--control"), _address(args.front, "--front")
+        text = Path(args.options_file).read_text() if args.options_file else args.options
+        options = EdgeOptions.model_validate(json.loads(text))
+        control = parse_address(args.control, "--control")
+        front = parse_address(args.front, "--front")
         run_agent(AgentConfig(
             state_dir=Path(args.state_dir), site=args.site, control_host=control[0],
             control_port=control[1], front_host=front[0], front_port=front[1],
             tls=not args.no_tls, token_file=Path(args.token_file) if args.token_file else None,
             options=options, bundle=Path(args.bundle) if args.bundle else None,
             ready_file=Path(args.ready_file) if args.ready_file else None))
-    except (UsageError, ValueError) as exc:
+    except (UsageError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
