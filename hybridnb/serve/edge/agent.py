@@ -397,7 +397,6 @@ async def serve_agent(agent: EdgeAgent) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    await asyncio.to_thread(agent.supervisor.restore)
     tasks = [asyncio.create_task(agent._every(0.25, agent.buffer.flush, thread=True)),
              asyncio.create_task(agent._every(cfg.options.buffer.sample_interval_s,
                                               agent.snapshot, thread=False))]
@@ -417,8 +416,12 @@ async def serve_agent(agent: EdgeAgent) -> None:
     logger.info("edge agent %s: control %s://%s:%d, front http://%s:%d", cfg.site,
                 "https" if cfg.tls else "http", *control_sock.getsockname()[:2],
                 *front_sock.getsockname()[:2])
-    if cfg.bundle is not None:
-        await asyncio.to_thread(agent.first_bundle)
+
+    def bring_up() -> None:  # in the background: the front answers 503 meanwhile
+        agent.supervisor.restore()
+        agent.first_bundle()
+
+    tasks.append(asyncio.create_task(asyncio.to_thread(bring_up)))
     try:
         await asyncio.gather(*servers)
     finally:

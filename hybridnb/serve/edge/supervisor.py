@@ -152,6 +152,9 @@ class Supervisor:
         except (OperationError, UsageError) as exc:
             logger.error("the active version %s does not start: %s", active, exc)
             return
+        if self._closed.is_set():  # the agent stopped while this replica started
+            replica.process.stop(grace=10.0)
+            return
         self.active = replica
         self.front.switch(replica.upstream)
         logger.info("serving %s", active)
