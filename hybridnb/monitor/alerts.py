@@ -184,10 +184,16 @@ def default_rules(*, p99_seconds: float = 0.5, error_ratio: float = 0.05,
                   f"{float(worker_memory_bytes)!r}",
              summary="a Dask worker holds more memory than the threshold"),
         Rule(name="EdgeSiteUnreachable", expr='up{job="hybridnb-edge"} == 0',
-             severity="warning", **{"for": f"{edge_unreachable_minutes:g}m"},
+             severity="warning", **{"for": _whole_duration(edge_unreachable_minutes * 60)},
              summary="an edge site cannot be reached from the centre: it serves locally "
                      "and buffers its metrics until the link returns"),
     ]
+
+
+def _whole_duration(seconds: float) -> str:
+    """A duration Prometheus takes (whole numbers only): ``5m``, or ``3s``."""
+    whole = max(0, round(seconds))
+    return f"{whole // 60}m" if whole % 60 == 0 and whole else f"{whole}s"
 
 
 def prometheus_rules(rules: list[Rule], group: str = "hybridnb") -> dict[str, Any]:
