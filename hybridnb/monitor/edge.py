@@ -33,6 +33,8 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from html import escape
@@ -159,7 +161,7 @@ class EdgeIngest:
         self._lock = threading.Lock()
         self._next = 0.0
         self._status: EdgeSiteStatus | None = None
-        with sqlite3.connect(store.path, timeout=30.0) as conn:
+        with _connect(store) as conn:
             conn.executescript(_SCHEMA)
         self.malformed = 0
 
@@ -193,7 +195,7 @@ class EdgeIngest:
 
     def cursor(self) -> tuple[str | None, int, float | None]:
         """``(epoch, last stored number, last contact)`` of this site."""
-        with sqlite3.connect(self.store.path, timeout=30.0) as conn:
+        with _connect(self.store) as conn:
             row = conn.execute("SELECT epoch, seq, last_contact FROM edge_cursor WHERE site=?",
                                (self.site,)).fetchone()
         return (None, 0, None) if row is None else (str(row[0]), int(row[1]), row[2])
@@ -328,7 +330,7 @@ class EdgeIngest:
         return result
 
     def _touch(self, epoch: str, contact: float) -> None:
-        with self._lock, sqlite3.connect(self.store.path, timeout=30.0) as conn:
+        with self._lock, _connect(self.store) as conn:
             conn.execute("INSERT INTO edge_cursor VALUES (?,?,0,?) ON CONFLICT(site) DO "
                          "UPDATE SET last_contact=excluded.last_contact", (self.site, epoch,
                                                                            contact))
@@ -341,7 +343,7 @@ class EdgeIngest:
 
     def request_count(self) -> int:
         """Request-log rows stored for this site (within retention)."""
-        with sqlite3.connect(self.store.path, timeout=30.0) as conn:
+        with _connect(self.store) as conn:
             return int(conn.execute("SELECT count(*) FROM edge_requests WHERE site=?",
                                     (self.site,)).fetchone()[0])
 
@@ -352,7 +354,7 @@ class EdgeIngest:
 
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
-        with sqlite3.connect(self.store.path, timeout=30.0) as conn:
+        with _connect(self.store) as conn:
             rows = conn.execute("SELECT ts, route, code, seconds, version FROM edge_requests "
                                 "WHERE site=? AND ts BETWEEN ? AND ? ORDER BY ts",
                                 (self.site, lo, hi)).fetchall()
@@ -387,6 +389,17 @@ def edge_status(config: HybridConfig | None = None, store: SampleStore | None = 
         finally:
             source.close()
     return out
+
+
+@contextmanager
+def _connect(store: SampleStore) -> Iterator[sqlite3.Connection]:
+    """A connection to the store's file, committed and closed at the end of the block."""
+    conn = sqlite3.connect(store.path, timeout=30.0)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def _int(value: Any) -> int | None:
