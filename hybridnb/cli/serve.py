@@ -236,7 +236,7 @@ def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: P
                 tls_cert=str(tls_cert.resolve()) if tls_cert else None,
                 tls_key=str(tls_key.resolve()) if tls_key else None)
         else:
-            rendering = r.render_edge(str(bundle.resolve()),
+            rendering = r.render_edge(str(bundle.resolve()), site=site_config,
                                       serve_args=["--no-batching"] if no_batching else [])
     except ManifestError as exc:
         # Names are normalised first; what is still invalid (a site's namespace, say) would
