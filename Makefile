@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install hub-proxy test demo bench bench-peers lint format clean
+.PHONY: help install hub-proxy test demo demo-hybrid bench bench-peers lint format clean
 .PHONY: labextension labextension-test
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
+	@echo "make demo-hybrid  the hybrid case study across three namespace hosts (root)"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
@@ -59,6 +60,12 @@ demo: install
 	$(VENV)/bin/hybridnb doctor
 	$(VENV)/bin/hybridnb sites list
 	$(VENV)/bin/hybridnb demo
+
+# The hybrid case study: onprem (sshd), cloud and edge as network-namespace hosts with
+# rate-limited links (needs root, iproute2, openssh-server); build/demo-hybrid has the
+# executed notebook, its report, records.json and report.json (bytes per link).
+demo-hybrid: install
+	$(VENV)/bin/hybridnb demo-hybrid
 
 bench: install bench-peers
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UNRESTRICTED", "ResidencyRecorder", "WorkerResidency", "classes_of",
+__all__ = ["UNRESTRICTED", "ResidencyRecorder", "WorkerResidency", "classes_of", "per_site",
            "read_residency", "record_residency", "residency_frame"]
 
 #: The class counted for tasks whose restrictions name no data classification.
@@ -184,7 +184,8 @@ class WorkerResidency:
 
     ``tasks`` and ``bytes_in`` are keyed by classification (:data:`UNRESTRICTED` for
     tasks with no ``data-`` restriction); ``bytes_in`` counts the data fetched from
-    peers for tasks of that class; ``opened`` lists watched paths the worker opened.
+    peers for tasks of that class; ``opened`` lists watched paths the worker opened;
+    ``keys`` the keys of the tasks it was given.
     """
 
     worker: str
@@ -194,6 +195,7 @@ class WorkerResidency:
     tasks: dict[str, int] = field(default_factory=dict)
     bytes_in: dict[str, int] = field(default_factory=dict)
     opened: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
     def received(self, classification: str) -> tuple[int, int]:
         """``(tasks, bytes fetched for them)`` of one classification.
@@ -231,6 +233,7 @@ def read_residency(log_dir: str | os.PathLike[str]) -> list[WorkerResidency]:
             elif rec is None:
                 continue
             elif event == "task":
+                rec.keys.append(str(row.get("key")))
                 for c in row.get("classes") or [UNRESTRICTED]:
                     rec.tasks[c] = rec.tasks.get(c, 0) + 1
             elif event == "fetch":
@@ -238,6 +241,29 @@ def read_residency(log_dir: str | os.PathLike[str]) -> list[WorkerResidency]:
                     rec.bytes_in[c] = rec.bytes_in.get(c, 0) + int(row.get("nbytes") or 0)
             elif event == "open":
                 rec.opened.append(str(row.get("path")))
+    return out
+
+
+def per_site(records: Iterable[WorkerResidency]) -> dict[str, WorkerResidency]:
+    """The workers' records summed per site (``worker`` and ``host`` list them all).
+
+    >>> a = WorkerResidency("tls://h:1", "w1", "cloud", "h", tasks={"public": 2})
+    >>> b = WorkerResidency("tls://h:2", "w2", "cloud", "h", tasks={"public": 1})
+    >>> per_site([a, b])["cloud"].tasks
+    {'public': 3}
+    """
+    out: dict[str, WorkerResidency] = {}
+    for r in records:
+        site = r.site or "?"
+        total = out.setdefault(site, WorkerResidency("", "", site, ""))
+        total.worker = ", ".join(filter(None, (total.worker, r.worker)))
+        total.name = ", ".join(filter(None, (total.name, r.name)))
+        total.host = ", ".join(dict.fromkeys(filter(None, (*total.host.split(", "), r.host))))
+        for mine, theirs in ((total.tasks, r.tasks), (total.bytes_in, r.bytes_in)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        total.opened += r.opened
+        total.keys += r.keys
     return out
 
 
