@@ -798,7 +798,7 @@ HYBRID_CASE = [
 
     import pandas as pd
 
-    from hybridnb.testing.hybrid_case import CLUSTER, ROLES, HybridCase
+    from hybridnb.testing.hybrid_case import ROLES, HybridCase
 
     started = time.monotonic()
     case = HybridCase(out / "case", private_mbit=private_mbit, edge_mbit=edge_mbit)
@@ -842,9 +842,11 @@ HYBRID_CASE = [
     ## 3. One scheduler on onprem, the cloud's workers bursting into it
 
     `hybridnb.cluster("onprem")` starts the scheduler and two workers over SSH (TLS:
-    they listen beyond loopback). The cloud is a `scheduler` site: its workers are
-    started the way a cloud starts them (`hybridnb worker ADDRESS --site cloud`) and
-    join that scheduler, tagged with their site and the classifications it may hold.
+    they listen beyond loopback). The cloud is a `scheduler` site whose address is that
+    scheduler's (`ssh.scheduler_port` fixes its port): its workers are started the way
+    a cloud starts them (`hybridnb worker ADDRESS --site cloud`, with the cluster's TLS
+    files) and join, tagged with their site and the classifications it may hold. The
+    scheduler stays on the private site: the tasks it hands out never leave it.
 
     Every worker records what it receives — each task with the classifications its
     restrictions name, the bytes it fetched for them, and every file it opened on the
@@ -859,8 +861,8 @@ HYBRID_CASE = [
                                          residency_frame)
 
     with case.phase("cluster and burst"):
-        c = hybridnb.cluster("onprem", n_workers=2, threads_per_worker=1, name=CLUSTER,
-                             config=config)
+        c = hybridnb.cluster("onprem", n_workers=2, threads_per_worker=1,
+                             name=case.cluster_name, config=config)
         record_residency(c, out / "residency", watch=[case.disk("onprem")])
         case.burst(burst_workers, config=config)
         c.wait_for_workers(2 + burst_workers, timeout=120)
@@ -1106,7 +1108,13 @@ HYBRID_CASE = [
 
     Per site: the workers' tasks by classification (their own records), the ranks, and
     what serves. Per step: wall time and bytes through each host's link (sent `out` by
-    the host, `in` to it), read from the root namespace's end of each veth pair.
+    the host, `in` to it), read from the root namespace's end of each veth pair. They
+    count every packet: besides the data (the public data's shuffle between the sites,
+    the bundle to the edge), Dask's heartbeats and the collector's scrapes, every
+    second, of the scheduler and workers (to this notebook's host, the bridge) and of
+    the edge's agent. File reads and writes are not in them (the hosts share one file
+    system): that only onprem's processes opened the scans' files is in the workers'
+    records above; the public data's shards were written by whichever worker made them.
     """),
     code("""
     report = {

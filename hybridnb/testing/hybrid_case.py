@@ -57,13 +57,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ROLES", "HybridCase", "Phase"]
+__all__ = ["EDGE_OPTIONS", "ROLES", "HybridCase", "Phase"]
 
 #: The hosts, in the order they are made (addresses .11, .12, .13 of the subnet).
 ROLES = ("onprem", "cloud", "edge")
-#: The on-prem cluster's name: its TLS files (which the cloud's workers use to join) live
-#: under ``$HYBRIDNB_HOME/tls/NAME``.
-CLUSTER = "case-onprem"
 SCHEDULER_PORT = 8786
 AGENT_PORT, FRONT_PORT = 8443, 8080
 #: Short watches and quick stall detection: the case's rollouts take seconds.
@@ -268,6 +265,12 @@ class HybridCase:
         return self.workdir / "hybridnb.yaml"
 
     @property
+    def cluster_name(self) -> str:
+        """The name to give the on-prem cluster: its TLS files, which the cloud's workers
+        use to join it, are under ``$HYBRIDNB_HOME/tls/NAME`` (one per run)."""
+        return f"onprem-{self.net.run_id}"
+
+    @property
     def scheduler_address(self) -> str:
         """Where the on-prem cluster's scheduler listens (and the cloud's workers join)."""
         return f"tls://{self.onprem.address}:{SCHEDULER_PORT}"
@@ -284,7 +287,7 @@ class HybridCase:
         from ..sites.factory import tls_dir
 
         assert self.sshd is not None and self.agent is not None
-        tls = tls_dir(CLUSTER)
+        tls = tls_dir(self.cluster_name)
         fast = {"bandwidth_mbps": self.private_mbit, "latency_ms": 0.5,
                 "to": {"edge": {"bandwidth_mbps": self.edge_mbit, "latency_ms": 1.0}}}
         patients = sum(p.stat().st_size for p in self.records.glob("*.npy"))
@@ -374,7 +377,11 @@ class HybridCase:
         cloud = [w.address for w in cluster.workers() if w.site == "cloud"]
         if cloud:
             cluster.client.retire_workers(workers=cloud, close_workers=True)
-        self._stop_cloud_workers(timeout)
+        deadline = time.monotonic() + timeout
+        for proc in self._cloud_workers:  # a closed worker's nanny exits by itself
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+        self._stop_cloud_workers()
         return cloud
 
     def _stop_cloud_workers(self, timeout: float = 30.0) -> None:

@@ -1,0 +1,89 @@
+"""The hybrid case's hosts on their own: limited links, counted bytes, a valid config, and
+a clean-up check that names what was left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import hybridnb
+from hybridnb.testing.hybrid_case import ROLES, HybridCase
+from hybridnb.testing.netns import leftovers, wait_for_port
+from hybridnb.testing.sshd import sshd_skip_reason
+
+pytestmark = pytest.mark.netns
+
+# Counts what arrives on port 9009 until argv[2] bytes did (a probe's connection is empty).
+SINK = """
+import socket, sys
+srv, n = socket.create_server((sys.argv[1], 9009)), 0
+while n < int(sys.argv[2]):
+    conn, _ = srv.accept()
+    while (b := conn.recv(65536)):
+        n += len(b)
+print(n)
+"""
+SEND = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 9009)) as s:
+    s.sendall(b"x" * int(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def case(hybridnb_home, tmp_path):
+    reason = sshd_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with HybridCase(tmp_path / "case") as made:
+        yield made
+
+
+def test_hosts_links_and_config(case):
+    assert [h.address.rsplit(".", 1)[1] for h in case.hosts.values()] == ["11", "12", "13"]
+    rates = {role: subprocess.run(["tc", "qdisc", "show", "dev", h.veth], check=True,
+                                  capture_output=True, text=True).stdout
+             for role, h in case.hosts.items()}
+    assert "tbf" in rates["edge"] and "rate 20Mbit" in rates["edge"]
+    assert all("rate 1Gbit" in rates[r] for r in ("onprem", "cloud"))
+    # A megabyte from the cloud to the edge: out of one link, into the other.
+    sink = case.edge.popen([sys.executable, "-c", SINK, case.edge.address, str(10**6)],
+                           stdout=subprocess.PIPE)
+    wait_for_port(case.edge.address, 9009)
+    with case.phase("send"):
+        case.cloud.run([sys.executable, "-c", SEND, case.edge.address, str(10**6)])
+        out, _ = sink.communicate(timeout=60)
+    assert int(out) == 10**6
+    sent = case.phases[-1].bytes
+    assert sent["cloud"]["out"] >= 10**6 and sent["edge"]["in"] >= 10**6
+    assert sent["onprem"]["in"] < 10**5  # a bridge forwards to the destination only
+    config = case.config()
+    assert sorted(config.sites) == sorted(ROLES)
+    assert config.site("onprem").tls and config.site("cloud").tls  # beyond loopback
+    assert config.site("cloud").scheduler.address == case.scheduler_address
+    p = hybridnb.plan("train", cpu=2, data=["patients"], config=config)
+    assert p.chosen.site == "onprem"
+    assert {r.site: r.kinds[0].value for r in p.rejected} == {"cloud": "residency",
+                                                              "edge": "tier"}
+    assert case.agent is not None and case.agent.alive()
+    assert (case.records / "scans.npy").is_file()
+
+
+def test_close_names_a_process_left_in_a_host(hybridnb_home, tmp_path):
+    reason = sshd_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    case = HybridCase(tmp_path / "case", grace=1.0).start()
+    try:
+        case.cloud.popen(["sleep", "300"])  # a stray process nobody stops
+        assert case.edge.pids()  # the agent
+    finally:
+        found = case.close()
+    assert list(found["left_running"]) == ["cloud"]
+    assert "sleep 300" in found["left_running"]["cloud"][0]
+    assert found["netns_left"] == [] == found["links_left"]
+    assert leftovers(case.net.run_id) == {"netns": [], "links": []}
+    assert not (tmp_path / "case" / "keys").exists()  # key material removed
+    assert case.close() == found  # idempotent
