@@ -8,8 +8,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install hub-proxy test demo demo-hybrid bench bench-peers lint format clean
+.PHONY: help install hub-proxy test demo bench bench-peers lint format clean
 .PHONY: labextension labextension-test
+.PHONY: demo-hybrid
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
