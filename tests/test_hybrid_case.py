@@ -16,12 +16,24 @@ from hybridnb.fileio import sha256_file
 from hybridnb.sites.residency import per_site, read_residency
 from hybridnb.testing.netns import leftovers
 from hybridnb.testing.sshd import sshd_skip_reason
+from hybridnb.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 PHASES = ["hosts", "cluster and burst", "prepare the scans (pii)",
           "prepare the public data (burst)", "end of the burst", "train (DDP on onprem)",
           "ship the bundle to the edge", "query the edge", "edge link down"]
+
+
+def running_from(directory) -> list[str]:
+    """Processes anywhere on the machine whose command line names ``directory`` (the
+    case's sshd, edge agent, workers started through its Python wrapper...)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(directory) in cmd:
+            found.append(f"{proc.info['pid']} {cmd[:200]}")
+    return found
 
 
 @pytest.fixture
@@ -85,6 +97,7 @@ def test_the_hybrid_case_study_end_to_end(needs_hosts, hybridnb_home, capsys):
     # Clean-up: nothing left in any host, no namespace or link left, no kernel.
     assert r["left_running"] == {} and r["netns_left"] == []
     assert leftovers(r["run_id"]) == {"netns": [], "links": []}
+    assert running_from(out / "case") == []
     assert not [p for p in psutil.Process().children(recursive=True)
                 if p.pid not in before and p.is_running()
                 and p.status() != psutil.STATUS_ZOMBIE], "the run left processes"
@@ -96,3 +109,28 @@ def test_the_hybrid_case_study_end_to_end(needs_hosts, hybridnb_home, capsys):
                  "records.json", "report.json"):
         assert (out / name).is_file() and str(out / name) in text.out, name
     print(f"case study: {r['wall_seconds']} s; bytes per link {r['bytes_per_link']}")
+
+
+def _case_names() -> set[str]:
+    return {n for names in leftovers("hcase").values() for n in names}
+
+
+@pytest.mark.timeout(600)
+def test_a_cell_that_fails_still_cleans_every_host(needs_hosts, hybridnb_home, capsys):
+    """Training refuses 0 epochs after the hosts, the cluster, the burst and the collector
+    are up: every process still stops and every host goes, however the kernel ends."""
+    out = hybridnb_home / "demo-hybrid"
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    names = _case_names()
+    assert main(["demo-hybrid", "--out", str(out), "--epochs", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "failed at cell" in err and "epochs" in err
+    r = json.loads((out / "records.json").read_text())
+    assert r["workers"] == {"onprem": 2, "cloud": 2}  # it got that far
+    # No namespace, veth or bridge of this run is left: the kernel closed the case, or (if
+    # it was killed first) the case's reaper removed them once the kernel was gone.
+    wait_until(lambda: _case_names() == names, timeout=60, what="the hosts removed")
+    assert running_from(out / "case") == []
+    assert not [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE], "the run left processes"

@@ -125,6 +125,7 @@ class HybridCase:
         self.front_token = secrets.token_urlsafe(24)
         self.phases: list[Phase] = []
         self._cloud_workers: list[subprocess.Popen[Any]] = []
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._cleanup: dict[str, Any] = {"left_running": {}, "netns_left": [],
                                          "links_left": []}
         self._state = "new"
@@ -140,6 +141,7 @@ class HybridCase:
         lifecycle.close_at_exit(self)
         try:
             self.net.start()
+            self._start_reaper()
             self.hosts = dict(zip(ROLES, self.net.hosts, strict=True))
             for role in ("onprem", "cloud"):  # tbf needs a burst of at least rate/HZ
                 self.hosts[role].rate_limit(self.private_mbit, burst_kb=2048)
@@ -157,6 +159,23 @@ class HybridCase:
             raise
         logger.info("%r", self)
         return self
+
+    def _start_reaper(self) -> None:
+        # A kernel may be killed before it has closed the case (papermill gives a kernel
+        # a few seconds to exit after a failed cell): a process of its own then stops
+        # every process in the hosts and removes them, once this one is gone.
+        log = open(self.workdir / "logs" / "reaper.log", "ab")  # noqa: SIM115
+        try:
+            self._reaper = subprocess.Popen(
+                [sys.executable, "-m", __name__, self.net.run_id, str(os.getpid()),
+                 *map(str, self._secrets())], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+
+    def _secrets(self) -> list[Path]:
+        """Key material of the throw-away hosts, removed with them."""
+        return [self.workdir / "keys", self.agent_dir / "tls", self.agent_dir / "token"]
 
     def _write_python_wrapper(self) -> None:
         # Processes started over SSH get sshd's environment, not ours: the wrapper gives
@@ -207,11 +226,10 @@ class HybridCase:
         rest = leftovers(self.net.run_id)
         self._cleanup = {"left_running": left, "netns_left": rest["netns"],
                          "links_left": rest["links"]}
-        # Key material of throw-away hosts; the logs and disks stay for post-mortems.
-        for secret in (self.workdir / "keys", self.agent_dir / "tls"):
-            shutil.rmtree(secret, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            (self.agent_dir / "token").unlink()
+        _remove(self._secrets())  # the logs and disks stay for post-mortems
+        if self._reaper is not None:  # nothing left for it to do
+            self._reaper.terminate()
+            self._reaper.wait()
         return self._cleanup
 
     def __enter__(self) -> HybridCase:
@@ -445,3 +463,28 @@ def _describe(pid: int) -> str:
     except OSError:
         cmd = "?"
     return f"{pid} {cmd.strip()[:200]}"
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _reap(run_id: str, owner: int, secrets: list[Path]) -> None:
+    """Wait for ``owner`` to exit, then remove what is left of run ``run_id``."""
+    from .netns import _pid_alive, cleanup_stale
+
+    while _pid_alive(owner):
+        time.sleep(0.5)
+    removed = cleanup_stale(run_id, grace=2.0)
+    _remove(secrets)
+    if removed:
+        print(f"owner {owner} exited without closing run {run_id}: removed "
+              f"{', '.join(removed)}", flush=True)
+
+
+if __name__ == "__main__":  # the reaper: python -m hybridnb.testing.hybrid_case RUN PID ...
+    _reap(sys.argv[1], int(sys.argv[2]), [Path(p) for p in sys.argv[3:]])

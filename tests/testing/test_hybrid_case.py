@@ -6,12 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 import hybridnb
 from hybridnb.testing.hybrid_case import ROLES, HybridCase
 from hybridnb.testing.netns import leftovers, wait_for_port
 from hybridnb.testing.sshd import sshd_skip_reason
+from hybridnb.testing.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -87,3 +89,33 @@ def test_close_names_a_process_left_in_a_host(hybridnb_home, tmp_path):
     assert leftovers(case.net.run_id) == {"netns": [], "links": []}
     assert not (tmp_path / "case" / "keys").exists()  # key material removed
     assert case.close() == found  # idempotent
+
+
+def test_a_killed_owner_leaves_nothing_behind(hybridnb_home, tmp_path):
+    """The process that made the case is killed (as papermill kills a kernel that does
+    not exit in time): the case's reaper stops what ran in the hosts and removes them."""
+    reason = sshd_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    workdir = tmp_path / "case"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from hybridnb.testing.hybrid_case import HybridCase\n"
+         "case = HybridCase(sys.argv[1]).start()\n"
+         "print(case.net.run_id, flush=True)\n"
+         "time.sleep(600)\n", str(workdir)], stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = owner.stdout.readline().strip()
+        assert run_id.startswith("hcase") and leftovers(run_id)["netns"]
+        assert [p for p in psutil.process_iter(["cmdline"])
+                if str(workdir) in " ".join(p.info["cmdline"] or [])]  # sshd, the agent
+    finally:
+        owner.kill()
+        owner.communicate()
+    wait_until(lambda: leftovers(run_id) == {"netns": [], "links": []}, timeout=60,
+               what="the hosts removed")
+    wait_until(lambda: not [p for p in psutil.process_iter(["cmdline"])
+                            if str(workdir) in " ".join(p.info["cmdline"] or [])],
+               timeout=30, what="no process of the case left")
+    assert not (workdir / "keys").exists()
+    assert "exited without closing" in (workdir / "logs" / "reaper.log").read_text()
