@@ -18,6 +18,7 @@ from . import (
     data,
     demo,
     doctor,
+    images,
     monitor,
     notebooks,
     plan,
@@ -77,6 +78,7 @@ app.command("serve")(serve.serve)
 app.command("deploy")(serve.deploy)
 app.command("compress")(compress.compress)
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(images.app, name="images")
 app.add_typer(serve.endpoints_app, name="endpoints")
 app.command("ps")(ps.ps)
 app.command("gc")(ps.gc)
