@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test demo bench bench-peers lint format clean
+.PHONY: help install test demo bench bench-peers lint format clean images
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
+	@echo "make images build the notebook, worker and serve images (IMAGES_ARGS=...)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,17 @@ bench: install bench-peers
 # Peers whose pins clash with ours get their own venv under build/peers/ (see the script).
 bench-peers:
 	bash benchmarks/setup_peers.sh
+
+# Container images FROM a local Debian base (debootstrap: for machines that cannot pull
+# python:3.11-slim-bookworm; IMAGES_BASE= uses the Containerfiles' public default).
+# A local CPU torch wheel is used when the machine has one.
+IMAGES_BASE ?= local
+IMAGES_ARGS ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels)
+images: install
+	@set -e; base="$(IMAGES_BASE)"; \
+	if [ "$$base" = local ]; then base=$$($(VENV)/bin/hybridnb images base); fi; \
+	$(VENV)/bin/hybridnb images build $${base:+--base $$base} $(IMAGES_ARGS); \
+	$(VENV)/bin/hybridnb images list
 
 lint: install
 	$(VENV)/bin/ruff check hybridnb tests benchmarks

@@ -56,9 +56,11 @@ def build(ctx: typer.Context,
     """Build hybridnb's images from a checkout, with docker, podman or buildah."""
     from ..errors import UsageError
     from ..images.builder import build_image, find_builder
-    from ..images.names import KINDS
+    from ..images.names import KINDS, default_image
 
     wanted = list(kinds or KINDS)
+    for kind in wanted:  # bad names fail before any builder is looked for
+        default_image(kind, variant=variant)
     if tag is not None and len(wanted) != 1:
         raise UsageError("--tag names one image: give one of notebook, worker, serve")
     images = options(ctx).config().images

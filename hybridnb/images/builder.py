@@ -138,11 +138,19 @@ class Builder:
         self.call("rmi", ref)
 
     def prune(self) -> None:
-        """Remove dangling images: earlier builds whose tag moved to a newer one."""
-        if self.name == "buildah":
-            self.call("rmi", "--prune", check=False)
-        else:
-            self.call("image", "prune", "--force", check=False)
+        """Remove earlier builds of hybridnb's images whose tag moved to a newer one.
+
+        Only untagged images with hybridnb's kind label: the untagged steps that the
+        layer cache keeps (a build stage's last step has no label) stay reusable.
+        """
+        label = f"label={KIND_LABEL}"
+        if self.name != "buildah":
+            self.call("image", "prune", "--force", "--filter", label, check=False)
+            return
+        ids = self.call("images", "--quiet", "--filter", "dangling=true", "--filter", label,
+                        check=False).stdout.split()
+        if ids:
+            self.call("rmi", *sorted(set(ids)), check=False)
 
     def import_rootfs(self, tarball: Path, ref: str, *, env: Mapping[str, str],
                       cmd: Sequence[str]) -> None:

@@ -117,9 +117,10 @@ def test_serve_answers_kserve_v1_and_oip_v2_from_the_host(builder, image, mlp_bu
     with builder.container(info.ref, volumes=[(str(bundle), "/models/bundle", True)],
                            env={TOKEN_ENV: token}, network_host=True) as c:
         since = time.time()
+        log = (tmp_path / "serve.log").open("wb")
         server = subprocess.Popen(c.argv(["hybridnb", "serve", "/models/bundle", "--host",
                                           "127.0.0.1", "--port", str(port)]),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdout=log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
         health = [arg.replace(f":{PORT}/", f":{port}/") for arg in info.healthcheck[1:]]
         try:
@@ -143,13 +144,14 @@ def test_serve_answers_kserve_v1_and_oip_v2_from_the_host(builder, image, mlp_bu
             assert run(c, health).returncode == 0
         finally:
             stop_processes(server)
+            log.close()
         # ...and fails once it is gone.
         assert run(c, health, timeout=60).returncode != 0
         # A read-only root file system would do: the server wrote only under /tmp.
         assert _changed_outside_tmp(builder, c, since) == []
 
 
-def test_notebook_serves_jupyterlab_with_hybridnbs_extensions(builder, image):
+def test_notebook_serves_jupyterlab_with_hybridnbs_extensions(builder, image, tmp_path):
     info = image("notebook")
     wheel = ROOT / WHEEL_DIR / f"hybridnb-{VERSION}-py3-none-any.whl"
     expected = wheel_extensions(wheel)  # asserted only once the wheel carries them
@@ -167,12 +169,13 @@ def test_notebook_serves_jupyterlab_with_hybridnbs_extensions(builder, image):
         listed = lab_ext.stdout + lab_ext.stderr
         for name in expected["labextensions"]:
             assert re.search(rf"{re.escape(name)}\s+v\S+\s+enabled", listed), listed
+        log = (tmp_path / "lab.log").open("wb")
         lab = subprocess.Popen(c.argv([
             "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}", "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_until(lambda: httpx.get(f"{base}/api/status",
                                          params={"token": token}).status_code == 200,
@@ -186,6 +189,7 @@ def test_notebook_serves_jupyterlab_with_hybridnbs_extensions(builder, image):
                 assert sites.status_code == 200, sites.text
         finally:
             stop_processes(lab)
+            log.close()
 
 
 @pytest.mark.parametrize("kind", KINDS)
