@@ -417,7 +417,8 @@ def wheel_extensions(wheel: str | Path) -> dict[str, list[str]]:
         names = zf.read(record).decode().splitlines() if record else []
         for line in names:
             path = line.split(",", 1)[0]
-            lab = re.search(r"\.data/data/share/jupyter/labextensions/(.+)/package\.json$", path)
+            lab = re.search(r"\.data/data/share/jupyter/labextensions/((?:@[^/]+/)?[^/]+)"
+                            r"/package\.json$", path)
             if lab:
                 out["labextensions"].append(lab.group(1))
             if re.search(r"\.data/data/etc/jupyter/jupyter_server_config\.d/[^/]+\.json$",

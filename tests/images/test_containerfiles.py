@@ -133,10 +133,11 @@ def test_wheel_extensions_reads_the_wheels_record(tmp_path):
         "hybridnb/__init__.py": b"",
         f"{data}/share/jupyter/labextensions/hybridnb/package.json": b"{}",
         f"{data}/share/jupyter/labextensions/hybridnb/static/remoteEntry.js": b"",
+        f"{data}/share/jupyter/labextensions/@hybridnb/panels/package.json": b"{}",
         f"{data}/etc/jupyter/jupyter_server_config.d/hybridnb.json": json.dumps(
             {"ServerApp": {"jpserver_extensions": {"hybridnb.jupyter": True,
                                                    "off.one": False}}}).encode()})
-    assert wheel_extensions(with_both) == {"labextensions": ["hybridnb"],
+    assert wheel_extensions(with_both) == {"labextensions": ["@hybridnb/panels", "hybridnb"],
                                            "server": ["hybridnb.jupyter"]}
     plain = _wheel(tmp_path / "b.whl", {"hybridnb/__init__.py": b""})
     assert wheel_extensions(plain) == {"labextensions": [], "server": []}

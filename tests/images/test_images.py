@@ -41,6 +41,7 @@ from .conftest import KINDS, LARGEST, ROOT, SERVE_BUDGET_BYTES, _hybridnb
 
 pytestmark = [pytest.mark.images, pytest.mark.slow, pytest.mark.timeout(3600)]
 VERSION = checkout_version(ROOT)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def run(container: Container, cmd: list[str], timeout: float = 300
@@ -163,10 +164,10 @@ def test_notebook_serves_jupyterlab_with_hybridnbs_extensions(builder, image, tm
         server_ext = run(c, ["jupyter", "server", "extension", "list"])
         lab_ext = run(c, ["jupyter", "labextension", "list"])
         assert server_ext.returncode == 0 and lab_ext.returncode == 0
-        listed = server_ext.stdout + server_ext.stderr
+        listed = ANSI.sub("", server_ext.stdout + server_ext.stderr)  # it prints colours
         for module in expected["server"]:
             assert re.search(rf"{re.escape(module)}\s+enabled", listed), listed
-        listed = lab_ext.stdout + lab_ext.stderr
+        listed = ANSI.sub("", lab_ext.stdout + lab_ext.stderr)
         for name in expected["labextensions"]:
             assert re.search(rf"{re.escape(name)}\s+v\S+\s+enabled", listed), listed
         log = (tmp_path / "lab.log").open("wb")
