@@ -20,8 +20,9 @@ def _host_ca_bundle() -> Path | None:
 
 @app.command("build")
 def build(ctx: typer.Context,
-          kinds: list[str] = typer.Argument(None, metavar="[notebook|worker|serve]...",
-                                            help="Which images (default: all three)."),
+          kinds: list[str] = typer.Argument(None, metavar="KIND",
+                                            help="notebook, worker or serve (default: "
+                                                 "all three)."),
           base: str | None = typer.Option(None, "--base", metavar="IMAGE",
                                           help="Base image (default: the Containerfile's, "
                                                "python:3.11-slim-bookworm); "
@@ -122,8 +123,7 @@ def base(builder: str | None = typer.Option(None, "--builder",
          refresh: bool = typer.Option(False, "--refresh",
                                       help="Run debootstrap again (newer packages)."),
          ) -> None:
-    """Make a local Debian base image with debootstrap (for machines that cannot pull
-    one) and print its name, for 'images build --base'."""
+    """Make a local Debian base image (debootstrap) and print its name, for --base."""
     from ..images.base import make_base
     from ..images.builder import find_builder
 

@@ -91,10 +91,10 @@ def default_image(kind: str, *, variant: str = "cpu", registry: str | None = Non
     --------
     >>> default_image("notebook", registry="localhost/hybridnb", tag="dev")
     'localhost/hybridnb/notebook:dev'
-    >>> default_image("gpu-worker")
+    >>> default_image("tpu")
     Traceback (most recent call last):
     ...
-    hybridnb.errors.UsageError: unknown image 'gpu-worker'; choose one of notebook, worker, serve
+    hybridnb.errors.UsageError: unknown image 'tpu'; choose one of notebook, worker, serve
     """
     from ..errors import UsageError, did_you_mean
 

@@ -164,7 +164,8 @@ def image(builder: Builder, base_image: str, tmp_path_factory: pytest.TempPathFa
 def _write_bench(builder: Builder, built: dict[str, ImageInfo]) -> None:
     from hybridnb.fileio import atomic_write_json
 
-    report = {"builder": builder.name, "storage": builder.global_args or "configured",
+    report = {"builder": builder.name,
+              "storage": os.environ.get("CONTAINERS_STORAGE_CONF") or "the builder's default",
               "version": checkout_version(ROOT), "timings_seconds": TIMINGS,
               "images": {kind: {"ref": info.ref, "size_bytes": info.size_bytes,
                                 "largest": LARGEST.get(kind, [])}
