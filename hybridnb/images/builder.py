@@ -545,6 +545,11 @@ def build_image(kind: str, *, builder: Builder | None = None, base: str | None =
     argv = ["build", "--file", str(containerfile), "--tag", ref]
     for key, value in args.items():
         argv += ["--build-arg", f"{key}={value}"]
+    # Layer caches key a LABEL step on its text, not on the build arguments in it: a new
+    # commit alone would keep the last build's revision. Labels given here always apply.
+    labels = {VERSION_LABEL: version, REVISION_LABEL: args["VCS_REF"], VARIANT_LABEL: variant}
+    for label, value in labels.items():
+        argv += ["--label", f"{label}={value}"]
     if builder.name != "docker":
         # docker's image format keeps HEALTHCHECK (OCI's has no field for it); --layers
         # caches each step, so unchanged steps are reused across builds and images.
