@@ -56,7 +56,8 @@ def build(ctx: typer.Context,
           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Build hybridnb's images from a checkout, with docker, podman or buildah."""
     from ..errors import UsageError
-    from ..images.builder import build_image, find_builder
+    from ..images.build import build_image
+    from ..images.builder import find_builder
     from ..images.names import KINDS, default_image
 
     wanted = list(kinds or KINDS)

@@ -2,8 +2,10 @@
 
 - :mod:`hybridnb.images.names` (pure): ``REGISTRY/KIND:TAG``, the defaults that rendered
   manifests use (:func:`default_image`).
-- :mod:`hybridnb.images.builder`: finds docker, podman or buildah and drives it to build
-  ``environments/images/<kind>/Containerfile`` from a checkout, lists and inspects images.
+- :mod:`hybridnb.images.builder`: finds docker, podman or buildah and drives it: lists,
+  inspects and runs images.
+- :mod:`hybridnb.images.build`: builds ``environments/images/<kind>/Containerfile`` from
+  a checkout (the hybridnb wheel first).
 - :mod:`hybridnb.images.base`: a local Debian base made with ``debootstrap``, for
   machines that cannot pull one.
 
@@ -23,12 +25,12 @@ from .names import DEFAULT_REGISTRY, KINDS, VARIANTS, default_image, image_tag
 
 _LAZY = {
     "Builder": "hybridnb.images.builder:Builder",
-    "BuildResult": "hybridnb.images.builder:BuildResult",
+    "BuildResult": "hybridnb.images.build:BuildResult",
     "ImageInfo": "hybridnb.images.builder:ImageInfo",
     "find_builder": "hybridnb.images.builder:find_builder",
-    "build_image": "hybridnb.images.builder:build_image",
+    "build_image": "hybridnb.images.build:build_image",
     "list_images": "hybridnb.images.builder:list_images",
-    "wheel_extensions": "hybridnb.images.builder:wheel_extensions",
+    "wheel_extensions": "hybridnb.images.build:wheel_extensions",
     "make_base": "hybridnb.images.base:make_base",
 }
 
@@ -36,14 +38,7 @@ __all__ = ["DEFAULT_REGISTRY", "KINDS", "VARIANTS", "default_image", "image_tag"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import make_base
-    from .builder import (
-        Builder,
-        BuildResult,
-        ImageInfo,
-        build_image,
-        find_builder,
-        list_images,
-        wheel_extensions,
-    )
+    from .build import BuildResult, build_image, wheel_extensions
+    from .builder import Builder, ImageInfo, find_builder, list_images
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, extra=__all__)

@@ -26,7 +26,8 @@ import pytest
 
 from hybridnb.errors import HybridnbError
 from hybridnb.images.base import default_cache_dir
-from hybridnb.images.builder import Builder, ImageInfo, checkout_version, find_builder
+from hybridnb.images.build import checkout_version
+from hybridnb.images.builder import Builder, ImageInfo, find_builder
 
 if TYPE_CHECKING:
     from hybridnb.serve.model_bundle import Bundle
@@ -122,9 +123,15 @@ TIMINGS: dict[str, Any] = {}
 
 
 def _hybridnb(*args: str, timeout: float = 3000) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """``hybridnb ARGS`` of this checkout, with the built-in configuration only (a user's
+    ``images.registry`` would rename the images)."""
+    nowhere = ROOT / "build" / "images" / "no-config"
+    nowhere.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "HYBRIDNB_CONFIG"}
+    env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(nowhere),
+               HYBRIDNB_SYSTEM_CONFIG=str(nowhere / "hybridnb.yaml"))
     return subprocess.run([sys.executable, "-m", "hybridnb", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=ROOT,
+                          text=True, timeout=timeout, env=env, cwd=nowhere.parent,
                           stdin=subprocess.DEVNULL)
 
 

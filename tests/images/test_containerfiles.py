@@ -16,7 +16,8 @@ import pytest
 from hybridnb.cli import main
 from hybridnb.errors import UsageError
 from hybridnb.images.base import make_base, slim
-from hybridnb.images.builder import Builder, local_torch, wheel_extensions
+from hybridnb.images.build import checkout_version, local_torch, wheel_extensions
+from hybridnb.images.builder import Builder
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "environments" / "images"
@@ -192,3 +193,36 @@ def test_cli_without_a_builder_says_what_to_install(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "docker: not installed" in err and "apt-get install buildah" in err
     assert main(["images", "build", "worker", "--builder", "kaniko"]) == 2
+
+
+FAKE_BUILDAH = """#!/bin/sh
+# Records its arguments; answers inspect like buildah does (enough for build_image).
+echo "$@" >> "$(dirname "$0")/calls.txt"
+case "$1" in
+  inspect) echo '{"FromImageID": "abc", "Docker": {"config": {"User": "1000:1000",
+           "Labels": {"io.hybridnb.image.kind": "worker"}}}, "Manifest": "{}"}' ;;
+esac
+"""
+
+
+def test_the_cuda_variant_takes_pypis_torch_and_its_own_tag(tmp_path):
+    """Building it for real downloads ~3 GB of CUDA wheels: a stand-in for buildah
+    records what build_image asks of it (the wheel is built for real)."""
+    from hybridnb.images.build import build_image
+
+    fake = tmp_path / "buildah"
+    fake.write_text(FAKE_BUILDAH)
+    fake.chmod(0o755)
+    result = build_image("worker", builder=Builder("buildah", str(fake), (), "chroot"),
+                         variant="cuda", registry="reg.local/ml", context=ROOT)
+    (call,) = [c for c in (tmp_path / "calls.txt").read_text().splitlines()
+               if c.startswith("build ")]
+    args = call.split()
+    version = checkout_version(ROOT)
+    assert args[args.index("--tag") + 1] == result.image.ref == \
+        f"reg.local/ml/worker:{version}-cuda"
+    assert "TORCH_INDEX_URL=https://pypi.org/simple" in args
+    assert "io.hybridnb.image.variant=cuda" in args and "VARIANT=cuda" in args
+    assert args[args.index("--isolation") + 1] == "chroot" and "--layers" in args
+    assert result.wheel.name == f"hybridnb-{version}-py3-none-any.whl"
+    assert result.wheel.is_file()

@@ -22,15 +22,13 @@ import httpx
 import pytest
 
 from hybridnb.images import default_image
+from hybridnb.images.build import WHEEL_DIR, checkout_version, wheel_extensions
 from hybridnb.images.builder import (
     KIND_LABEL,
     REVISION_LABEL,
     VARIANT_LABEL,
     VERSION_LABEL,
-    WHEEL_DIR,
     Container,
-    checkout_version,
-    wheel_extensions,
 )
 from hybridnb.k8s.pods import RUN_AS_USER
 from hybridnb.serve.auth import TOKEN_ENV
