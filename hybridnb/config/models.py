@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..images.names import DEFAULT_REGISTRY, REGISTRY_PATTERN, TAG_PATTERN, default_image
 from .gateway import GatewayOptions
 from .teams import Teams
 from .units import format_bytes, parse_bytes
@@ -95,7 +96,9 @@ class KubernetesOptions(_Model):
 
     context: str | None = Field(None, description="kubeconfig context; None uses the current one")
     namespace: str = "default"
-    image: str = "ghcr.io/dask/dask:latest"
+    image: str = Field(default_factory=lambda: default_image("worker"),
+                       description="Image of the site's pods; default: hybridnb's worker image "
+                       "(images.registry and images.tag; the cuda variant on a site with GPUs)")
     env: dict[str, str] = Field(default_factory=dict)
     service_account: str | None = None
     worker_cpu: NonNegative | None = None
@@ -407,6 +410,20 @@ class Jobs(_Model):
                                 "more wait in the queue")
 
 
+class Images(_Model):
+    """Where hybridnb's own container images live (:mod:`hybridnb.images.names`)."""
+
+    registry: str = Field(DEFAULT_REGISTRY, pattern=REGISTRY_PATTERN,
+                          description="Registry and path of hybridnb's images, e.g. "
+                          "registry.example.com/ml (images are REGISTRY/KIND:TAG)")
+    tag: str | None = Field(None, pattern=TAG_PATTERN,
+                            description="Tag of hybridnb's images; default: the package version")
+
+    def image(self, kind: str, variant: str = "cpu") -> str:
+        """The reference of hybridnb's ``kind`` image here (see :func:`default_image`)."""
+        return default_image(kind, variant=variant, registry=self.registry, tag=self.tag)
+
+
 class HybridConfig(_Model):
     """The merged, validated configuration.
 
@@ -420,6 +437,7 @@ class HybridConfig(_Model):
     jobs: Jobs = Field(default_factory=Jobs)
     teams: Teams | None = Field(None, description="Groups, quotas and the hub service "
                                 "(a JupyterHub for teams: hybridnb.config.teams)")
+    images: Images = Field(default_factory=Images)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[str] = PrivateAttr(default_factory=list)
@@ -430,6 +448,12 @@ class HybridConfig(_Model):
             site.name = site.name or key
         for key, data in self.datasets.items():
             data.name = data.name or key
+        for site in self.sites.values():  # unless a site names its image: hybridnb's worker
+            if site.backend == "kubernetes" and site.kubernetes is None:
+                site.kubernetes = KubernetesOptions()
+            if site.kubernetes is not None and "image" not in site.kubernetes.model_fields_set:
+                site.kubernetes.image = self.images.image(
+                    "worker", "cuda" if site.capacity.gpu else "cpu")
         return self
 
     @property
