@@ -153,7 +153,11 @@ def test_serve_answers_kserve_v1_and_oip_v2_from_the_host(builder, image, mlp_bu
 def test_notebook_serves_jupyterlab_with_hybridnbs_extensions(builder, image, tmp_path):
     info = image("notebook")
     wheel = ROOT / WHEEL_DIR / f"hybridnb-{VERSION}-py3-none-any.whl"
-    expected = wheel_extensions(wheel)  # asserted only once the wheel carries them
+    expected = wheel_extensions(wheel)
+    # The wheel carries both halves of the JupyterLab integration (make install built the
+    # labextension's assets); the image must list both enabled.
+    assert expected == {"labextensions": ["hybridnb-labextension"],
+                        "server": ["hybridnb.jupyter"]}, expected
     token, port = secrets.token_hex(8), free_port()
     base = f"http://127.0.0.1:{port}"
     with builder.container(info.ref, network_host=True) as c:
