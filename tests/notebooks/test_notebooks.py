@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from hybridnb.notebooks.runner import run_notebook
+from hybridnb.testing.waiting import running_children
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -94,8 +95,7 @@ def _case(path: Path) -> Any:
 
 
 def kernels_alive() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if "ipykernel" in " ".join(p.cmdline())]
+    return running_children("ipykernel")
 
 
 @pytest.mark.timeout(600)
