@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install hub-proxy test demo bench bench-peers lint format clean
+.PHONY: help install hub-proxy test demo bench bench-peers lint format clean images
 .PHONY: labextension labextension-test notebooks docs
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make notebooks  generate notebooks/*.ipynb from their sources in notebooks/src"
 	@echo "make docs   build the documentation into build/site (strict: warnings fail)"
 	@echo "make labextension  build the JupyterLab extension (make install does)"
+	@echo "make images build the notebook, worker and serve images (IMAGES_ARGS=...)"
 
 # One status line per step, then pip's own output (what it fetches, its progress bars).
 $(PY):
@@ -68,6 +69,17 @@ bench: install bench-peers
 # Peers whose pins clash with ours get their own venv under build/peers/ (see the script).
 bench-peers:
 	bash benchmarks/setup_peers.sh
+
+# Container images FROM a local Debian base (debootstrap: for machines that cannot pull
+# python:3.11-slim-bookworm; IMAGES_BASE= uses the Containerfiles' public default).
+# A local CPU torch wheel is used when the machine has one.
+IMAGES_BASE ?= local
+IMAGES_ARGS ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels)
+images: install
+	@set -e; base="$(IMAGES_BASE)"; \
+	if [ "$$base" = local ]; then base=$$($(VENV)/bin/hybridnb images base); fi; \
+	$(VENV)/bin/hybridnb images build $${base:+--base $$base} $(IMAGES_ARGS); \
+	$(VENV)/bin/hybridnb images list
 
 lint: install
 	$(VENV)/bin/ruff check hybridnb tests benchmarks notebooks docs

@@ -18,7 +18,9 @@ from . import (
     data,
     demo,
     doctor,
+    edge,
     hub,
+    images,
     jobs,
     monitor,
     notebooks,
@@ -82,6 +84,8 @@ app.command("serve")(serve.serve)
 app.command("deploy")(serve.deploy)
 app.command("compress")(compress.compress)
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(edge.app, name="edge")
+app.add_typer(images.app, name="images")
 app.add_typer(serve.endpoints_app, name="endpoints")
 app.command("ps")(ps.ps)
 app.command("gc")(ps.gc)

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..images.names import DEFAULT_REGISTRY, REGISTRY_PATTERN, TAG_PATTERN, default_image
 from .gateway import GatewayOptions
 from .teams import Teams
 from .units import format_bytes, parse_bytes
@@ -95,7 +96,9 @@ class KubernetesOptions(_Model):
 
     context: str | None = Field(None, description="kubeconfig context; None uses the current one")
     namespace: str = "default"
-    image: str = "ghcr.io/dask/dask:latest"
+    image: str = Field(default_factory=lambda: default_image("worker"),
+                       description="Image of the site's pods; default: hybridnb's worker image "
+                       "(images.registry and images.tag; the cuda variant on a site with GPUs)")
     env: dict[str, str] = Field(default_factory=dict)
     service_account: str | None = None
     worker_cpu: NonNegative | None = None
@@ -137,6 +140,103 @@ class Network(Link):
                                           latency_ms=self.latency_ms)
 
 
+class EdgeAgentOptions(_Model):
+    """Where the central side reaches an edge site's agent, and how it trusts it.
+
+    The agent (``hybridnb edge agent`` on the edge machine) accepts rollouts and buffers
+    metrics; its control port is token-authenticated and, beyond loopback, TLS with a
+    self-signed certificate that the central side pins (``cert``).
+    """
+
+    address: str = Field(description="Host or address of the agent's control port, as "
+                         "the central side reaches it")
+    port: int = Field(8443, ge=1, le=65535, description="The agent's control port")
+    cert: str | None = Field(
+        None, description="The agent's certificate (PEM file, written by 'hybridnb edge "
+        "init'); the only certificate trusted for this agent. Required beyond loopback")
+    fingerprint: str | None = Field(
+        None, pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256:HEX of the certificate, checked against 'cert' when given")
+    token_file: str | None = Field(
+        None, description="File holding the agent's token (mode 600); default: "
+        "$HYBRIDNB_EDGE_TOKEN")
+    front_host: str = Field("127.0.0.1", description="Where the edge endpoint answers "
+                            "its local clients (beyond loopback it needs a token)")
+    front_port: int = Field(8080, ge=1, le=65535, description="The edge endpoint's port")
+
+    @property
+    def url(self) -> str:
+        """``https://address:port`` (``http://`` on loopback without a certificate)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{'https' if self.cert else 'http'}://{host}:{self.port}"
+
+
+class EdgeLink(_Model):
+    """The link from the rest of the hybrid cloud to an edge site: thin and intermittent."""
+
+    bandwidth_mbps: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Usable bandwidth in Mbit/s; default: the site's "
+        "network.bandwidth_mbps")
+    availability: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.99, description="Expected fraction of time the link is up (0-1]")
+    max_outage_s: Positive = Field(
+        3600.0, description="Longest outage to ride out: the buffer should hold this long")
+
+
+class EdgeRolloutPolicy(_Model):
+    """How a new version reaches an edge site and takes over."""
+
+    health_timeout_s: Positive = Field(
+        120.0, description="Seconds the new version has to load and answer its checks")
+    watch_s: NonNegative = Field(
+        10.0, description="Seconds the old version stays warm after the switch; the new "
+        "one failing its health checks then switches back by itself")
+    keep_versions: int = Field(2, ge=1, description="Versions kept on disk (active "
+                               "included) for rolling back")
+    stall_timeout_s: Positive = Field(
+        10.0, description="Seconds without progress before a transfer reconnects and "
+        "resumes where it stopped")
+    deadline_s: Positive | None = Field(
+        None, description="Seconds a push keeps retrying over a flapping link; default: "
+        "the bundle's transfer time at the link's bandwidth and availability, x4, plus 10 "
+        "minutes")
+
+
+class EdgeBufferLimits(_Model):
+    """What an edge site keeps on disk while the link is down: metrics and request logs."""
+
+    max_bytes: ByteSize = Field(64 * 2**20, ge=2**20, description="Disk the buffer may "
+                                "use (accepts '64MiB'); beyond it the oldest records go")
+    max_records: int | None = Field(None, ge=1, description="Records kept at most "
+                                    "(none: only max_bytes bounds it)")
+    sample_interval_s: Positive = Field(
+        5.0, description="Seconds between two snapshots of the endpoint's counters")
+
+
+class EdgeOptions(_Model):
+    """An edge site's agent, link, rollout policy and buffer limits (``sites.X.edge``).
+
+    As written in YAML::
+
+        sites:
+          shop:
+            tier: edge
+            capacity: {cpu: 4, memory: 8GiB}
+            edge:
+              agent: {address: 10.0.3.7, cert: ~/.config/hybridnb/shop-agent.pem,
+                      token_file: ~/.config/hybridnb/shop-agent.token}
+              link: {bandwidth_mbps: 20, availability: 0.95, max_outage_s: 7200}
+              rollout: {watch_s: 15, keep_versions: 3}
+              buffer: {max_bytes: 256MiB, sample_interval_s: 5}
+    """
+
+    agent: EdgeAgentOptions | None = Field(
+        None, description="The site's agent; none: the site is only rendered, not reached")
+    link: EdgeLink = Field(default_factory=EdgeLink)
+    rollout: EdgeRolloutPolicy = Field(default_factory=EdgeRolloutPolicy)
+    buffer: EdgeBufferLimits = Field(default_factory=EdgeBufferLimits)
+
+
 class Site(_Model):
     """Where compute lives: tier, backend and its options, capacity, cost, network."""
 
@@ -157,6 +257,9 @@ class Site(_Model):
     # Residency is opt-in: a site holds only public data unless it says otherwise.
     classifications: list[str] = Field(default_factory=lambda: ["public"])
     preemptible: bool = False
+    edge: EdgeOptions | None = Field(
+        None, description="Agent, link, rollout policy and buffer of an edge site "
+        "(tier: edge only)")
     tls: bool | None = Field(
         None, description="Encrypt and authenticate Dask traffic with TLS; default (null): "
         "on for public and edge sites and wherever the site's processes listen beyond "
@@ -207,6 +310,12 @@ class Site(_Model):
     def tls_opted_out(self) -> bool:
         """Whether the configuration says ``tls: false`` for this site."""
         return self._tls_given is False
+
+    @property
+    def link_mbps(self) -> float:
+        """The edge link's bandwidth (``edge.link``), else the site's network bandwidth."""
+        given = self.edge.link.bandwidth_mbps if self.edge is not None else None
+        return given if given is not None else self.network.bandwidth_mbps
 
     def allows(self, classification: str) -> bool:
         """Whether data of ``classification`` may live and be processed here."""
@@ -301,6 +410,20 @@ class Jobs(_Model):
                                 "more wait in the queue")
 
 
+class Images(_Model):
+    """Where hybridnb's own container images live (:mod:`hybridnb.images.names`)."""
+
+    registry: str = Field(DEFAULT_REGISTRY, pattern=REGISTRY_PATTERN,
+                          description="Registry and path of hybridnb's images, e.g. "
+                          "registry.example.com/ml (images are REGISTRY/KIND:TAG)")
+    tag: str | None = Field(None, pattern=TAG_PATTERN,
+                            description="Tag of hybridnb's images; default: the package version")
+
+    def image(self, kind: str, variant: str = "cpu") -> str:
+        """The reference of hybridnb's ``kind`` image here (see :func:`default_image`)."""
+        return default_image(kind, variant=variant, registry=self.registry, tag=self.tag)
+
+
 class HybridConfig(_Model):
     """The merged, validated configuration.
 
@@ -314,6 +437,7 @@ class HybridConfig(_Model):
     jobs: Jobs = Field(default_factory=Jobs)
     teams: Teams | None = Field(None, description="Groups, quotas and the hub service "
                                 "(a JupyterHub for teams: hybridnb.config.teams)")
+    images: Images = Field(default_factory=Images)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[str] = PrivateAttr(default_factory=list)
@@ -324,6 +448,12 @@ class HybridConfig(_Model):
             site.name = site.name or key
         for key, data in self.datasets.items():
             data.name = data.name or key
+        for site in self.sites.values():  # unless a site names its image: hybridnb's worker
+            if site.backend == "kubernetes" and site.kubernetes is None:
+                site.kubernetes = KubernetesOptions()
+            if site.kubernetes is not None and "image" not in site.kubernetes.model_fields_set:
+                site.kubernetes.image = self.images.image(
+                    "worker", "cuda" if site.capacity.gpu else "cpu")
         return self
 
     @property

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import did_you_mean
 from .backends import backend_names
 from .layers import Origin
-from .models import BUILTIN_BACKENDS, Dataset, HybridConfig, Policies, Site
+from .models import BUILTIN_BACKENDS, Dataset, HybridConfig, Policies, Site, is_loopback
 from .problems import ConfigError, ConfigProblem
 from .teams import cross_checks as team_checks
 from .yamlsource import KeyPath
@@ -192,6 +192,7 @@ def cross_checks(data: Mapping[str, Any], problem: Callable[..., ConfigProblem]
             out.append(problem((*at, "options"),
                                f"'options' is for plug-in backends, not '{backend}'",
                                f"put them under '{backend}:' instead"))
+        out += _edge_problems(site, at, problem)
         for i, cls in enumerate(_sequence(site.get("classifications"))):
             if cls not in known_classes:
                 out.append(problem((*at, "classifications", i),
@@ -241,6 +242,29 @@ def cross_checks(data: Mapping[str, Any], problem: Callable[..., ConfigProblem]
                            f"unknown site '{sched}'{did_you_mean(sched, sites)}",
                            f"use one of the configured sites: {', '.join(sites)}"))
     out += team_checks(data, problem, known_classes)
+    return out
+
+
+def _edge_problems(site: Mapping[str, Any], at: KeyPath,
+                   problem: Callable[..., ConfigProblem]) -> list[ConfigProblem]:
+    """An ``edge`` block belongs to an edge site, and pins its agent's certificate beyond
+    loopback (the agent's token must not cross a network in clear)."""
+    out: list[ConfigProblem] = []
+    edge = site.get("edge")
+    if edge is None:
+        return out
+    tier = site.get("tier", Site.model_fields["tier"].default)
+    if tier != "edge":
+        out.append(problem((*at, "edge"), f"has 'edge' options but its tier is {tier!r}",
+                           "set 'tier: edge' or remove the 'edge' block"))
+    agent = _mapping(_mapping(edge).get("agent"))
+    address = agent.get("address")
+    if isinstance(address, str) and agent.get("cert") is None and not is_loopback(address):
+        out.append(problem((*at, "edge", "agent", "cert"),
+                           f"the agent at {address} is beyond loopback but no certificate "
+                           "is pinned: the agent's token would cross the network in clear",
+                           "add 'cert: PATH' (the agent's certificate, written by "
+                           "'hybridnb edge init')", anchor=(*at, "edge", "agent", "address")))
     return out
 
 

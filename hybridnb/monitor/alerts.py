@@ -149,13 +149,18 @@ def load_rules(source: str | Path | list[dict[str, Any]] | dict[str, Any]) -> li
 
 
 def default_rules(*, p99_seconds: float = 0.5, error_ratio: float = 0.05,
-                  stall_minutes: float = 10, worker_memory_bytes: float = 4 * 2**30
-                  ) -> list[Rule]:
-    """The rules hybridnb ships: latency, 5xx ratio, target down, training stalled, memory.
+                  stall_minutes: float = 10, worker_memory_bytes: float = 4 * 2**30,
+                  edge_unreachable_minutes: float = 5) -> list[Rule]:
+    """The rules hybridnb ships: latency, 5xx ratio, target down, training stalled, memory,
+    edge site unreachable.
+
+    An edge site whose link is down is not down: it serves locally and buffers what the
+    centre would see. So ``TargetDown`` leaves edge sites out and ``EdgeSiteUnreachable``
+    says what is the matter instead (:mod:`hybridnb.monitor.edge`).
 
     >>> [r.name for r in default_rules()]   # doctest: +NORMALIZE_WHITESPACE
     ['EndpointLatencyHigh', 'EndpointErrorRatioHigh', 'TargetDown', 'TrainingStalled',
-     'WorkerMemoryHigh']
+     'WorkerMemoryHigh', 'EdgeSiteUnreachable']
     """
     requests = "hybridnb_endpoint_requests_total"
     return [
@@ -167,7 +172,8 @@ def default_rules(*, p99_seconds: float = 0.5, error_ratio: float = 0.05,
              expr=f'sum by (instance) (rate({requests}{{code=~"5.."}}[5m])) / '
                   f"sum by (instance) (rate({requests}[5m])) > {error_ratio!r}",
              summary=f"more than {error_ratio:.0%} of requests answered 5xx"),
-        Rule(name="TargetDown", expr="up == 0", severity="critical", **{"for": "1m"},
+        Rule(name="TargetDown", expr='up{job!="hybridnb-edge"} == 0', severity="critical",
+             **{"for": "1m"},
              summary="a replica, scheduler or run cannot be scraped"),
         Rule(name="TrainingStalled", severity="warning", **{"for": "1m"},
              expr="time() - hybridnb_train_last_step_timestamp_seconds > "
@@ -177,7 +183,17 @@ def default_rules(*, p99_seconds: float = 0.5, error_ratio: float = 0.05,
              expr='sum by (instance) (dask_worker_memory_bytes{type!="spilled"}) > '
                   f"{float(worker_memory_bytes)!r}",
              summary="a Dask worker holds more memory than the threshold"),
+        Rule(name="EdgeSiteUnreachable", expr='up{job="hybridnb-edge"} == 0',
+             severity="warning", **{"for": _whole_duration(edge_unreachable_minutes * 60)},
+             summary="an edge site cannot be reached from the centre: it serves locally "
+                     "and buffers its metrics until the link returns"),
     ]
+
+
+def _whole_duration(seconds: float) -> str:
+    """A duration Prometheus takes (whole numbers only): ``5m``, or ``3s``."""
+    whole = max(0, round(seconds))
+    return f"{whole // 60}m" if whole % 60 == 0 and whole else f"{whole}s"
 
 
 def prometheus_rules(rules: list[Rule], group: str = "hybridnb") -> dict[str, Any]:

@@ -99,6 +99,10 @@ class Collector:
         URL that receives alert notifications (JSON POST), or ``None``.
     host:
         Record the host's CPU/memory/GPU metrics under ``job="hybridnb-host"``.
+    sources:
+        Other things read each round, next to the scrapes: objects with
+        ``collect(now) -> (health, samples)`` and ``close()``, such as edge sites
+        (:class:`hybridnb.monitor.edge.EdgeIngest`); see :meth:`add_source`.
 
     Examples
     --------
@@ -114,7 +118,8 @@ class Collector:
                  store_path: str | Path | None = None, *, timeout: float | None = None,
                  discover: bool = True, rediscover: float = 10.0,
                  state: StateStore | None = None, rules: list[Rule] | None = None,
-                 webhook: str | None = None, host: bool = True, workers: int = 4):
+                 webhook: str | None = None, host: bool = True, workers: int = 4,
+                 sources: list[Any] | None = None):
         from .alerts import AlertManager
 
         self.interval = float(interval)
@@ -126,6 +131,8 @@ class Collector:
         self.host = host
         self.alerts: AlertManager = AlertManager(rules or [], self.store, webhook=webhook)
         self._manual: dict[str, Target] = {}
+        self._sources: list[Any] = list(sources or [])
+        self._source_health: dict[str, dict[str, Any]] = {}
         self._found: list[Target] = []
         self._found_at = float("-inf")
         self._fingerprint: Any = None
@@ -168,6 +175,10 @@ class Collector:
         labels = (("name", name),) if name else ()
         self._manual[url] = Target(job, netloc, url=url, labels=labels)
 
+    def add_source(self, source: Any) -> None:
+        """Read ``source`` each round too (``collect(now) -> (health, samples)``)."""
+        self._sources.append(source)
+
     def targets(self) -> list[Target]:
         """The targets of the next round."""
         if self.discover:
@@ -195,8 +206,9 @@ class Collector:
         self._found_at = time.monotonic()
 
     def health(self) -> list[dict[str, Any]]:
-        """Per target: job, instance, up, last error, last scrape time and duration."""
-        return list(self._health.values())
+        """Per target: job, instance, up, last error, last scrape time and duration; then
+        per source (an edge site adds ``state`` and ``since_contact_seconds``)."""
+        return [*self._health.values(), *self._source_health.values()]
 
     # -- one round -------------------------------------------------------------------
 
@@ -260,6 +272,7 @@ class Collector:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers,
                                             thread_name_prefix="hybridnb-scrape")
+        read = [self._pool.submit(source.collect, now) for source in self._sources]
         results = list(self._pool.map(self._scrape, targets))
         batch: list[KeyedSample] = []
         history: list[TimedSample] = []
@@ -298,6 +311,14 @@ class Collector:
                 "name": labels.get("name") or labels.get("run"),
                 "up": error is None, "error": error, "last_scrape": now,
                 "duration_seconds": seconds}
+        for future in read:
+            try:
+                health, samples = future.result()
+            except Exception:  # a source that fails is logged, the round goes on
+                logger.exception("a metrics source failed")
+                continue
+            batch += samples
+            self._source_health[f"{health['job']}:{health['instance']}"] = health
         if self.host:
             from .names import host_samples
 
@@ -346,6 +367,8 @@ class Collector:
             for state in self._scraped.values():
                 state.scraper.close()
             self._scraped.clear()
+            for source in self._sources:
+                source.close()
             self.store.close()
 
     @property
@@ -376,7 +399,8 @@ class Collector:
 
         rows = "".join(
             f"<tr><td>{escape(h['job'])}</td><td>{escape(h['instance'])}</td>"
-            f"<td>{'up' if h['up'] else 'down'}</td><td>{escape(h['error'] or '')}</td></tr>"
+            f"<td>{h.get('state') or ('up' if h['up'] else 'down')}</td>"
+            f"<td>{escape(h['error'] or '')}</td></tr>"
             for h in self.health())
         return (f"<p>{escape(repr(self))}</p><table><tr><th>job</th><th>instance</th>"
                 f"<th>state</th><th>error</th></tr>{rows}</table>")

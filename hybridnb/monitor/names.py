@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import UsageError, did_you_mean
+from ..serve.edge.metrics import HELP as EDGE_HELP
 from ..serve.metrics import HELP as ENDPOINT_HELP
 from ..train.metrics import GAUGES as TRAIN_GAUGES
 
@@ -37,7 +38,7 @@ class MetricFamily:
     help: str
     unit: str = ""
     labels: tuple[str, ...] = ()
-    source: str = "endpoint"  # who exposes it: endpoint, router, train, host, dask, scrape
+    source: str = "endpoint"  # who exposes it: endpoint, router, train, host, dask, scrape, edge
 
     def series_names(self) -> list[str]:
         """The names its samples carry (``_bucket``/``_sum``/``_count`` for histograms)."""
@@ -82,6 +83,16 @@ _ALL = [
     _f("hybridnb_train_step", "gauge", "Latest optimizer step logged.", source="train"),
     _f("hybridnb_train_last_step_timestamp_seconds", "gauge",
        "Unix time when the latest step was logged.", "seconds", source="train"),
+    # Edge sites: their agents' own families (hybridnb.serve.edge.metrics, whose help
+    # texts are the only copy), forwarded through the buffer, and the centre's contact.
+    *(_f(name, kind, EDGE_HELP[name], unit, labels, source="edge")
+      for name, kind, unit, labels in [
+          ("hybridnb_edge_endpoint_ready", "gauge", "", ()),
+          ("hybridnb_edge_buffer_records", "gauge", "", ()),
+          ("hybridnb_edge_buffer_bytes", "gauge", "bytes", ()),
+          ("hybridnb_edge_buffer_dropped_total", "counter", "", ()),
+          ("hybridnb_edge_rollouts_total", "counter", "", ("result",)),
+          ("hybridnb_edge_last_contact_timestamp_seconds", "gauge", "seconds", ())]),
     # The host the collector runs on.
     _f("hybridnb_host_cpu_utilization_ratio", "gauge",
        "Busy fraction of all CPU cores since the last reading, 0-1.", "ratio", source="host"),

@@ -25,7 +25,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,13 +148,14 @@ class SampleStore:
     def append_keyed(self, samples: Iterable[tuple[SeriesKey, float]],
                      ts: float | None = None, *,
                      timed: Iterable[tuple[SeriesKey, float, float]] = (),
-                     stale: Iterable[SeriesKey] = ()) -> int:
+                     stale: Iterable[SeriesKey] = (),
+                     then: Callable[[sqlite3.Connection], None] | None = None) -> int:
         """Like :meth:`append`, with each series given as ``(name, sorted label pairs)``.
 
         The collector's parsers produce those keys once per series, so a round costs a
         dictionary lookup per sample, not a sort. In the same transaction: ``timed``
-        samples ``(key, time, value)`` at their own times, and ``stale`` series marked
-        stale at ``ts``.
+        samples ``(key, time, value)`` at their own times, ``stale`` series marked
+        stale at ``ts``, and ``then(conn)`` (see :meth:`append_at`).
         """
         ts = time.time() if ts is None else ts
         with self._lock:
@@ -176,15 +177,22 @@ class SampleStore:
                         conn.execute(f"DELETE FROM {table} WHERE ts < ?",
                                      (ts - self.retention,))
                     self._last_prune = ts
+                if then is not None:
+                    then(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
+                self._ids.clear()  # ids of series made in this transaction are gone
                 raise
             conn.execute("COMMIT")
         return len(rows)
 
-    def append_at(self, samples: Iterable[tuple[SeriesKey, float, float]]) -> int:
+    def append_at(self, samples: Iterable[tuple[SeriesKey, float, float]],
+                  then: Callable[[sqlite3.Connection], None] | None = None) -> int:
         """Store ``(series key, time, value)`` samples, each at its own time, in one
-        transaction: history read after the fact (a training run's logged steps).
+        transaction: history read after the fact (a training run's logged steps, what an
+        edge site buffered: :mod:`hybridnb.monitor.edge`). ``then(conn)`` runs inside the
+        same transaction: a caller's own bookkeeping (how far it has ingested, in a table
+        of its own) commits with the samples or not at all.
 
         >>> import tempfile, os
         >>> s = SampleStore(os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -195,10 +203,11 @@ class SampleStore:
         20.0
         """
         rows = list(samples)
-        if not rows:
+        if not rows and then is None:
             return 0
         # ``ts`` only decides pruning: the newest time keeps the recent history.
-        return self.append_keyed((), max(at for _, at, _ in rows), timed=rows)
+        return self.append_keyed((), max((at for _, at, _ in rows), default=None),
+                                 timed=rows, then=then)
 
     def mark_stale(self, keys: Iterable[tuple[str, Labels]], ts: float | None = None) -> None:
         """Mark series stale at ``ts``: instant queries see nothing there until the

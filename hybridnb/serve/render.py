@@ -418,24 +418,36 @@ def render_nginx(upstreams: Sequence[str], **options: Any) -> Rendering:
 
 def edge_unit(bundle_dir: str, *, port: int = PORT, host: str = "0.0.0.0",
               env_file: str = "/etc/hybridnb/endpoint.env", user: str = "hybridnb",
-              serve_args: Sequence[str] = ()) -> str:
+              serve_args: Sequence[str] = (), agent: Sequence[str] | None = None) -> str:
     """A systemd unit running one replica (``hybridnb serve``) on an edge machine.
 
-    The token comes from ``env_file`` (``HYBRIDNB_ENDPOINT_TOKEN=...``), never the unit.
+    With ``agent`` (the arguments of ``hybridnb edge agent``), it runs the edge agent
+    instead: it serves ``bundle_dir`` first, takes new versions from the centre over a
+    thin link, switches and rolls back by itself, and buffers metrics while the link is
+    down (:mod:`hybridnb.serve.edge`). The token comes from ``env_file``
+    (``HYBRIDNB_ENDPOINT_TOKEN=...``), never the unit.
 
     >>> "ExecStart=hybridnb serve /srv/model" in edge_unit("/srv/model")
     True
+    >>> "ExecStart=hybridnb edge agent --state-dir /var/lib/x" in edge_unit(
+    ...     "/srv/model", agent=["--state-dir", "/var/lib/x"])
+    True
     """
-    args = " ".join(["hybridnb", "serve", bundle_dir, "--host", host, "--port", str(port),
-                     *serve_args])
+    if agent is None:
+        args = " ".join(["hybridnb", "serve", bundle_dir, "--host", host, "--port", str(port),
+                         *serve_args])
+        what = f"hybridnb endpoint ({bundle_dir})"
+    else:
+        args = " ".join(["hybridnb", "edge", "agent", *agent, "--bundle", bundle_dir])
+        what = f"hybridnb edge agent (first version {bundle_dir})"
     return f"""[Unit]
-Description=hybridnb endpoint ({bundle_dir})
+Description={what}
 After=network-online.target
 Wants=network-online.target
 
 [Service]
 User={user}
-EnvironmentFile={env_file}
+EnvironmentFile={"-" if agent is not None else ""}{env_file}
 ExecStart={args}
 # SIGTERM drains in-flight requests before exit.
 KillSignal=SIGTERM
@@ -449,14 +461,48 @@ WantedBy=multi-user.target
 
 
 def render_edge(bundle_dir: str, *, env_file: str = "/etc/hybridnb/endpoint.env",
+                site: Any = None, state_dir: str = "/var/lib/hybridnb-edge",
+                options_file: str = "/etc/hybridnb/edge-options.json",
                 **options: Any) -> Rendering:
-    """The systemd unit (:func:`edge_unit`) and how to give it its token."""
-    out = Rendering("edge", files={"hybridnb-endpoint.service": edge_unit(
-        bundle_dir, env_file=env_file, **options)})
-    out.notes += [f"put {TOKEN_ENV}=... in {env_file} (mode 600, owned by root): the "
-                  "replica listens beyond loopback and refuses to start without it",
-                  "install it: cp {out}/hybridnb-endpoint.service /etc/systemd/system/ && "
-                  "systemctl enable --now hybridnb-endpoint"]
+    """The systemd unit (:func:`edge_unit`) and how to give it its token.
+
+    ``site`` (a :class:`~hybridnb.config.Site` with an ``edge.agent`` section) renders
+    the edge agent's unit instead, with ``edge-options.json`` (the site's rollout policy
+    and buffer limits) to install at ``options_file``.
+    """
+    import json
+
+    agent = getattr(getattr(site, "edge", None), "agent", None)
+    if agent is None:
+        out = Rendering("edge", files={"hybridnb-endpoint.service": edge_unit(
+            bundle_dir, env_file=env_file, **options)})
+        out.notes += [f"put {TOKEN_ENV}=... in {env_file} (mode 600, owned by root): the "
+                      "replica listens beyond loopback and refuses to start without it",
+                      "install it: cp {out}/hybridnb-endpoint.service /etc/systemd/system/ "
+                      "&& systemctl enable --now hybridnb-endpoint"]
+        return out
+    for value, what in ((state_dir, "state directory"), (options_file, "options file")):
+        if not value.startswith("/") or re.search(r"\s", value):
+            raise UsageError(f"{what} {value!r}: give an absolute path without spaces")
+    args = ["--state-dir", state_dir, "--site", site.name, "--control",
+            f"{agent.address}:{agent.port}", "--front", f"{agent.front_host}:{agent.front_port}",
+            "--options-file", options_file]
+    edge_options = site.edge.model_dump(mode="json", include={"link", "rollout", "buffer"})
+    out = Rendering("edge", files={
+        "hybridnb-edge-agent.service": edge_unit(bundle_dir, env_file=env_file, agent=args,
+                                                 **{k: v for k, v in options.items()
+                                                    if k == "user"}),
+        "edge-options.json": json.dumps(edge_options, indent=2, sort_keys=True) + "\n"})
+    out.notes += [
+        f"on the edge machine, once: hybridnb edge init --state-dir {state_dir} --host "
+        f"{agent.address}; copy its certificate to the centre ({agent.cert or 'edge.agent.cert'}"
+        ") and its token file (mode 600, edge.agent.token_file)",
+        f"install: cp {{out}}/edge-options.json {options_file}; cp "
+        "{out}/hybridnb-edge-agent.service /etc/systemd/system/ && systemctl enable --now "
+        "hybridnb-edge-agent",
+        f"the front listens on {agent.front_host}:{agent.front_port}"
+        + ("" if is_loopback(agent.front_host) else
+           f": put {TOKEN_ENV}=... in {env_file} (mode 600): beyond loopback it needs one")]
     return out
 
 

@@ -93,8 +93,12 @@ with hybridnb.deploy(bundle, replicas=replicas) as endpoint, \
         Collector(interval=interval, store_path=metrics_db, discover=False,
                   rules=rules) as collector:
     collector.add_target(endpoint)  # its router and replicas, as they are now
-    # A round before and one right after the traffic: rate() sees the whole burst,
-    # however short it is next to the scrape interval.
+    # One request per replica first, so each has an inference series to scrape; then
+    # a round before and one right after the traffic: rate() sees the whole burst,
+    # however short it is next to the scrape interval (a series first seen after the
+    # burst has one sample, and no rate, in Prometheus too).
+    for _ in range(replicas):
+        endpoint.predict(images[:1])
     collector.collect_once()
     latency_ms, _ = send_traffic(endpoint, images, requests, concurrency)
     burst_at = time.time()

@@ -106,7 +106,7 @@ def test_exported_rules_pass_promtool(tmp_path, promtool):
     out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 5 rules found" in out.stdout
+    assert "SUCCESS: 6 rules found" in out.stdout
 
 
 PROMTOOL_TESTS = """

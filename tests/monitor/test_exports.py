@@ -90,7 +90,8 @@ def test_write_exports_refuses_what_the_operator_would_refuse(hybridnb_home, tmp
     from hybridnb.monitor.alerts import Rule, default_rules
 
     bad = [*default_rules(), Rule(name="Bad", expr="up == 0", **{"for": "1.5m"})]
-    with pytest.raises(ManifestError, match=r"\$\.spec\.groups\[0\]\.rules\[5\]\.for"):
+    index = len(bad) - 1
+    with pytest.raises(ManifestError, match=rf"\$\.spec\.groups\[0\]\.rules\[{index}\]\.for"):
         write_exports(tmp_path / "out", rules=bad, targets=[])
     assert not (tmp_path / "out" / "kubernetes.yaml").exists()
 
