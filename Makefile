@@ -95,8 +95,9 @@ notebooks: install
 
 # The documentation site (MkDocs): reference pages are generated from the code at build
 # time (docs/hooks.py); --strict turns every warning into a failure.
+# (NO_MKDOCS_2_WARNING: the theme's banner about MkDocs 2.0; pyproject pins MkDocs 1.x.)
 docs: install
-	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache
