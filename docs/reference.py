@@ -33,9 +33,23 @@ PACKAGE = ROOT / "hybridnb"
 # -- Markdown helpers ---------------------------------------------------------------------
 
 def cell(text: str) -> str:
-    """Text made safe for one cell of a Markdown table (one line, no stray markup)."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+    """Text made safe for one cell of a Markdown table (one line, no stray markup);
+    inline code (between backticks) stays code.
+
+    >>> cell("a_b | `x_y` *c*")
+    'a\\\\_b \\\\| `x_y` \\\\*c\\\\*'
+    """
+    parts = " ".join(text.split()).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: no code at all
+        parts = ["\\`".join(parts)]
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(code(part))
+        else:
+            part = html.escape(part, quote=False)
+            out.append(part.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_"))
+    return "".join(out)
 
 
 def code(text: str) -> str:
@@ -162,6 +176,45 @@ def default_of(info: FieldInfo) -> str:
     return code(str(value))
 
 
+def documented(model: type[BaseModel]) -> dict[str, str]:
+    """Field name -> text, from the ``Parameters`` section of a model's docstring
+    (``a, b:`` lines document several fields at once).
+    (tests/test_docs.py shows one.)
+    """
+    import inspect
+
+    lines = inspect.cleandoc(model.__doc__ or "").splitlines()
+    found: dict[str, str] = {}
+    try:
+        start = next(i for i in range(len(lines) - 1) if lines[i].strip() == "Parameters"
+                     and set(lines[i + 1].strip()) == {"-"})
+    except StopIteration:
+        return found
+    names: list[str] = []
+    text: list[str] = []
+    for line in [*lines[start + 2:], ""]:
+        if line and not line.startswith(" ") and (":" in line or not text):
+            for name in names:
+                found[name] = LITERAL.sub(r"`\1`", " ".join(text))
+            if not line.rstrip().endswith(":") and " : " not in line:
+                break  # prose, or the next section: the parameters have ended
+            names = [n.strip() for n in line.split(":")[0].split(",")]
+            text = []
+        elif line.startswith(" "):
+            text.append(line.strip())
+        elif not line and names and text:
+            continue
+    for name in names:
+        found.setdefault(name, LITERAL.sub(r"`\1`", " ".join(text)))
+    return {k: v for k, v in found.items() if v}
+
+
+def _summary_of(model: type[BaseModel]) -> str:
+    """A model's docstring, first sentence, rST literals as Markdown."""
+    doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+    return LITERAL.sub(r"`\1`", doc.split(". ")[0].rstrip("."))
+
+
 def model_table(section: Section, links: dict[type[BaseModel], str]) -> str:
     """One section: a heading, where it sits, the model's summary and its keys."""
     model = section.model
@@ -175,6 +228,11 @@ def model_table(section: Section, links: dict[type[BaseModel], str]) -> str:
     for name, info in model.model_fields.items():
         key = info.alias or name
         described = [cell(info.description)] if info.description else []
+        if not described:  # the model's numpydoc Parameters may say it
+            described = [cell(d) for d in [documented(model).get(key, "")] if d]
+        if not described:  # a nested section says what it is in its own docstring
+            described = [cell(_summary_of(sub)) for sub, _ in _models_in(info.annotation)
+                         if _summary_of(sub)][:1]
         described += constraints(info)
         lines.append(f"| {code(key)} | {type_name(info.annotation, links)} | "
                      f"{default_of(info)} | {'; '.join(described) or '—'} |")

@@ -123,7 +123,7 @@ def test_config_reference_renders_each_model_once_with_its_keys():
     assert "| `n` | int | `3` | how many \\| at most; ≥ 1 |" in page
     assert "| `mode` | `'a'` \\| `'b'` | `'a'` | — |" in page
     assert "| `name` | str | *required* | — |" in page
-    assert "| `one` | [_Inner](#a-file-inner) \\| null | `null` | — |" in page
+    assert "| `one` | [_Inner](#a-file-inner) \\| null | `null` | Inner options |" in page
 
 
 def _keys(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[tuple[str, str]]:
@@ -152,6 +152,48 @@ def test_config_reference_lists_every_key_of_the_configuration():
     assert missing == []
     assert "`sites.NAME.ssh`" not in page  # the heading is the path itself
     assert "### sites.NAME.ssh {#" in page and "### teams.groups.NAME {#" in page
+
+
+def test_every_config_key_is_described():
+    """A key the reference cannot explain is a key users cannot use: each has a
+    description (its Field's, its model's numpydoc Parameters, or its section's)."""
+    import hybridnb
+
+    page = reference.config_reference([("hybridnb.yaml", "", hybridnb.HybridConfig),
+                                       ("Training spec", "", hybridnb.TrainSpec)])
+    section = ""
+    bare = []
+    for line in page.splitlines():
+        if line.startswith("### "):
+            section = line[4:].split(" {")[0]
+        elif line.startswith("| `") and line.endswith("| — |"):
+            bare.append(f"{section}: {line.split('|')[1].strip()}")
+    assert bare == [], "give these keys a Field(description=...)"
+
+
+def test_numpydoc_parameters_describe_fields():
+    class Spec(BaseModel):
+        """A spec.
+
+        Parameters
+        ----------
+        x, y:
+            Two numbers
+            on two lines.
+        z:
+            A ``z``.
+
+        More prose, not a parameter.
+        """
+
+        x: int = 0
+        y: int = 0
+        z: int = 0
+
+    assert reference.documented(Spec) == {
+        "x": "Two numbers on two lines.", "y": "Two numbers on two lines.", "z": "A `z`."}
+    page = reference.config_reference([("S", "", Spec)])
+    assert "| `z` | int | `0` | A `z`. |" in page
 
 
 # -- the CLI reference -------------------------------------------------------------------
