@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .PHONY: help install hub-proxy test demo bench bench-peers lint format clean images
-.PHONY: labextension labextension-test
+.PHONY: labextension labextension-test notebooks docs
 
 help:
 	@echo "make demo   run the main job (end to end on the embedded default)"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
+	@echo "make notebooks  generate notebooks/*.ipynb from their sources in notebooks/src"
+	@echo "make docs   build the documentation into build/site (strict: warnings fail)"
 	@echo "make labextension  build the JupyterLab extension (make install does)"
 	@echo "make images build the notebook, worker and serve images (IMAGES_ARGS=...)"
 
@@ -80,11 +82,22 @@ images: install
 	$(VENV)/bin/hybridnb images list
 
 lint: install
-	$(VENV)/bin/ruff check hybridnb tests benchmarks
+	$(VENV)/bin/ruff check hybridnb tests benchmarks notebooks docs
 	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format hybridnb tests benchmarks
+
+# The notebooks are generated from their linted sources (jupytext percent format);
+# tests/notebooks/test_notebooks.py fails when a .ipynb is out of date.
+notebooks: install
+	$(PY) notebooks/build.py
+
+# The documentation site (MkDocs): reference pages are generated from the code at build
+# time (docs/hooks.py); --strict turns every warning into a failure.
+# (NO_MKDOCS_2_WARNING: the theme's banner about MkDocs 2.0; pyproject pins MkDocs 1.x.)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache
