@@ -18,5 +18,6 @@ from .security import InsecureSiteWarning
 __all__ = [
     "Backend", "ClusterHandle", "InsecureSiteWarning", "Started", "WorkerInfo", "acluster",
     "backend_for", "cluster", "connect", "data_resource", "get_backend", "hybrid_cluster",
-    "known_backends", "register_backend", "unregister_backend", "site_resource", "worker_resources",
+    "known_backends", "register_backend", "site_resource", "unregister_backend",
+    "worker_resources",
 ]

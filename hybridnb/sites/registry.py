@@ -11,8 +11,12 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from ..config.backends import (ENTRY_POINT_GROUP, add_backend_name, backend_names,
-                               remove_backend_name)
+from ..config.backends import (
+    ENTRY_POINT_GROUP,
+    add_backend_name,
+    backend_names,
+    remove_backend_name,
+)
 from ..errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:

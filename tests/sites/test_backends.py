@@ -10,8 +10,14 @@ import hybridnb
 from hybridnb.cli import main
 from hybridnb.config import load_config
 from hybridnb.errors import UsageError
-from hybridnb.sites import (Backend, Started, get_backend, known_backends, register_backend,
-                            unregister_backend)
+from hybridnb.sites import (
+    Backend,
+    Started,
+    get_backend,
+    known_backends,
+    register_backend,
+    unregister_backend,
+)
 from hybridnb.sites.local import LocalBackend
 
 
