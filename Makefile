@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install hub-proxy test demo bench bench-peers lint format clean
-.PHONY: labextension labextension-test
+.PHONY: help install hub-proxy test demo bench bench-peers lint format clean images
+.PHONY: labextension labextension-test notebooks docs
 .PHONY: demo-hybrid
 
 help:
@@ -19,7 +19,10 @@ help:
 	@echo "make bench  run the benchmarks (writes build/bench/*.json)"
 	@echo "make bench-peers  install peers that need their own venv (KServe) for make bench"
 	@echo "make lint   ruff and mypy"
+	@echo "make notebooks  generate notebooks/*.ipynb from their sources in notebooks/src"
+	@echo "make docs   build the documentation into build/site (strict: warnings fail)"
 	@echo "make labextension  build the JupyterLab extension (make install does)"
+	@echo "make images build the notebook, worker and serve images (IMAGES_ARGS=...)"
 
 # One status line per step, then pip's own output (what it fetches, its progress bars).
 $(PY):
@@ -75,12 +78,34 @@ bench: install bench-peers
 bench-peers:
 	bash benchmarks/setup_peers.sh
 
+# Container images FROM a local Debian base (debootstrap: for machines that cannot pull
+# python:3.11-slim-bookworm; IMAGES_BASE= uses the Containerfiles' public default).
+# A local CPU torch wheel is used when the machine has one.
+IMAGES_BASE ?= local
+IMAGES_ARGS ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels)
+images: install
+	@set -e; base="$(IMAGES_BASE)"; \
+	if [ "$$base" = local ]; then base=$$($(VENV)/bin/hybridnb images base); fi; \
+	$(VENV)/bin/hybridnb images build $${base:+--base $$base} $(IMAGES_ARGS); \
+	$(VENV)/bin/hybridnb images list
+
 lint: install
-	$(VENV)/bin/ruff check hybridnb tests benchmarks
+	$(VENV)/bin/ruff check hybridnb tests benchmarks notebooks docs
 	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format hybridnb tests benchmarks
+
+# The notebooks are generated from their linted sources (jupytext percent format);
+# tests/notebooks/test_notebooks.py fails when a .ipynb is out of date.
+notebooks: install
+	$(PY) notebooks/build.py
+
+# The documentation site (MkDocs): reference pages are generated from the code at build
+# time (docs/hooks.py); --strict turns every warning into a failure.
+# (NO_MKDOCS_2_WARNING: the theme's banner about MkDocs 2.0; pyproject pins MkDocs 1.x.)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache

@@ -164,14 +164,16 @@ def test_display_never_waits_and_scheduler_calls_time_out(kept_cluster):
     """With the scheduler frozen (SIGSTOP: its port accepts, nothing answers), ``repr``
     and ``_repr_html_`` answer from stored fields and ``workers()`` fails within the
     handle's timeout instead of waiting forever."""
-    (rec,) = [r for r in StateStore().list("cluster") if r.name == kept_cluster]
     import psutil
 
-    (keeper,) = [p.pid for p in rec.pids
-                 if "hybridnb.sites.keeper" in " ".join(psutil.Process(p.pid).cmdline())]
     with hybridnb.connect(kept_cluster, timeout=3) as c:
         assert len(c.workers()) == 1
-        os.kill(keeper, signal.SIGSTOP)  # the scheduler runs in the keeper's process
+        # Freeze the process that listens on the scheduler's port (the keeper's, for a
+        # local cluster), found from its socket rather than assumed.
+        port = int(c.scheduler_address.rsplit(":", 1)[1])
+        (keeper,) = {conn.pid for conn in psutil.net_connections("tcp")
+                     if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port}
+        os.kill(keeper, signal.SIGSTOP)
         try:
             assert kept_cluster in call_with_deadline(lambda: repr(c))
             assert kept_cluster in call_with_deadline(c._repr_html_)

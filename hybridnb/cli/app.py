@@ -21,6 +21,7 @@ from . import (
     doctor,
     edge,
     hub,
+    images,
     jobs,
     monitor,
     notebooks,
@@ -86,6 +87,7 @@ app.command("deploy")(serve.deploy)
 app.command("compress")(compress.compress)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(edge.app, name="edge")
+app.add_typer(images.app, name="images")
 app.add_typer(serve.endpoints_app, name="endpoints")
 app.command("ps")(ps.ps)
 app.command("gc")(ps.gc)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import typer
 
-from ..errors import OperationError, UsageError
+from ..errors import UsageError
 from .common import options, print_json, table
 
 app = typer.Typer(help="Start, stop and list Dask clusters on sites.", no_args_is_help=True)
@@ -30,7 +26,8 @@ def up(ctx: typer.Context, site: str = typer.Argument("local", help="A configure
        timeout: float = typer.Option(120.0, "--timeout", metavar="SECONDS",
                                       help="Seconds to wait for it to start.")) -> None:
     """Start a cluster on SITE in the background and print its address."""
-    from ..state import StateStore, Status, state_home
+    from ..sites.keeper import launch_keeper
+    from ..state import StateStore, state_home
 
     config = options(ctx).config()
     config.site(site)  # unknown site: exit 2 before anything starts
@@ -52,37 +49,10 @@ def up(ctx: typer.Context, site: str = typer.Argument("local", help="A configure
         cmd += ["--config", str(path)]
     if options(ctx).overrides:
         cmd += ["--overrides", json.dumps(options(ctx).overrides)]
-    pid = spawn_detached(cmd, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rec = next((r for r in store.list("cluster") if r.name == name), None)
-        if rec is not None and rec.status is Status.running and any(
-                p.pid == pid for p in rec.pids):
-            typer.echo(f"cluster {name} ({rec.id}) on {site}: {rec.address}")
-            typer.echo(f"dashboard: {rec.spec.get('dashboard') or 'none (no dashboard)'}")
-            typer.echo(f"connect: hybridnb.connect({name!r})   stop: hybridnb cluster down {name}")
-            return
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise OperationError(f"cluster {name} on {site} failed to start:\n  "
-                                 + "\n  ".join(tail) + f"\n(full log: {log_path})")
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGTERM)
-    raise OperationError(f"cluster {name} on {site} did not start within {timeout:g} s "
-                         f"(log: {log_path})")
-
-
-def spawn_detached(cmd: list[str], log_path: Path) -> int:
-    """Start ``cmd`` in its own session, output to ``log_path``; return its pid.
-
-    ``posix_spawn`` rather than ``Popen``: the process is meant to outlive this one, and a
-    ``Popen`` object would warn that it is still running when this command exits.
-    """
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o600),
-               (os.POSIX_SPAWN_DUP2, 1, 2)]
-    return os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions, setsid=True)
+    rec = launch_keeper(cmd, name=name, log_path=log_path, timeout=timeout, store=store)
+    typer.echo(f"cluster {name} ({rec.id}) on {site}: {rec.address}")
+    typer.echo(f"dashboard: {rec.spec.get('dashboard') or 'none (no dashboard)'}")
+    typer.echo(f"connect: hybridnb.connect({name!r})   stop: hybridnb cluster down {name}")
 
 
 @app.command("down")

@@ -120,8 +120,8 @@ def deploy(ctx: typer.Context,
                None, "--render", help="Write files instead of starting: kubernetes, nginx "
                                       "or edge."),
            out: Path | None = typer.Option(None, "--out", help="Where --render writes."),
-           image: str = typer.Option("hybridnb:latest", "--image",
-                                     help="Container image (kubernetes)."),
+           image: str | None = typer.Option(None, "--image", help="Container image "
+                                            "(kubernetes; default: hybridnb's serve image)."),
            token_file: Path | None = typer.Option(
                None, "--token-file", help="kubernetes: read the token for the rendered "
                                           "Secret from this file (default: --token, "
@@ -187,7 +187,7 @@ def deploy(ctx: typer.Context,
 
 
 def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: Path | None,
-            site: str, replicas: int, routing: str, image: str, token: str | None,
+            site: str, replicas: int, routing: str, image: str | None, token: str | None,
             token_file: Path | None, token_secret: str | None, upstream: list[str],
             listen: str, tls_cert: Path | None, tls_key: Path | None, no_batching: bool,
             autoscale_max: int | None) -> None:
@@ -220,7 +220,8 @@ def _render(ctx: typer.Context, model: str, bundle: Path, *, render: str, out: P
                                  f"{replicas}: give at least {replicas}")
             kube = site_config.kubernetes
             rendering = r.render_kubernetes(
-                model, image=image, replicas=replicas, site=site,
+                model, image=image or options(ctx).config().images.image("serve"),
+                replicas=replicas, site=site,
                 namespace=kube.namespace if kube else "default",
                 token=token or os.environ.get(TOKEN_ENV) or None, token_secret=token_secret,
                 autoscale={"min": replicas, "max": autoscale_max or replicas})

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..train import TrainResult, TrainSpec
 
 #: Top-level keys of hybridnb.yaml: a --set on them after the command is a mistake.
-CONFIG_KEYS = ("sites", "datasets", "policies")
+CONFIG_KEYS = ("sites", "datasets", "policies", "images")
 
 
 def train(ctx: typer.Context,
@@ -52,7 +52,8 @@ def train(ctx: typer.Context,
                                           help="Where --render writes."),
           image: str | None = typer.Option(None, "--image", metavar="IMAGE",
                                            help="--render: an image with hybridnb and the "
-                                                "model's module."),
+                                                "model's module (default: the site's "
+                                                "kubernetes.image, else hybridnb's worker)."),
           run_claim: str | None = typer.Option(
               None, "--run-claim", metavar="PVC",
               help="--render: the PersistentVolumeClaim holding the run directory "
@@ -165,10 +166,7 @@ def _render(spec: TrainSpec, what: str, *, out: Path | None, nprocs: int, image:
     if nprocs < 1:
         raise UsageError(f"--nprocs must be ≥ 1, got {nprocs}")
     opts = config.site(site).kubernetes  # None unless a kubernetes site
-    image = image or (opts.image if opts is not None else None)
-    if not image:
-        raise UsageError("--render kubernetes needs --image IMAGE: an image with hybridnb, "
-                         "torch and the spec's model module installed")
+    image = image or (opts.image if opts is not None else config.images.image("worker"))
     objs = manifests(spec, nprocs=nprocs, image=image, run_claim=run_claim,
                      claim_size=claim_size,
                      namespace=namespace or (opts.namespace if opts is not None else "default"),

@@ -23,6 +23,12 @@ def add_backend_name(name: str) -> None:
         _registered.append(name)
 
 
+def remove_backend_name(name: str) -> None:
+    """Stop accepting a run-time registered ``name`` (built-ins and entry points stay)."""
+    if name in _registered:
+        _registered.remove(name)
+
+
 def backend_names() -> tuple[str, ...]:
     """Names of every known backend, built-ins first.
 

@@ -37,7 +37,8 @@ class GatewayOptions(BaseModel):
         None, description="Its scheduler proxy (gateway://host:port); default: the "
         "gateway's own answer")
     public_address: str | None = Field(None, description="The gateway as browsers reach it")
-    auth: Literal["jupyterhub", "kerberos", "basic"] = "jupyterhub"
+    auth: Literal["jupyterhub", "kerberos", "basic"] = Field(
+        "jupyterhub", description="How to authenticate to the gateway")
     cores: Annotated[float, Field(gt=0)] | None = Field(
         None, description="Cores per worker (the gateway's worker_cores option)")
     memory: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] | None = Field(

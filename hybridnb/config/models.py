@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..images.names import DEFAULT_REGISTRY, REGISTRY_PATTERN, TAG_PATTERN, default_image
 from .gateway import GatewayOptions
 from .teams import Teams
 from .units import format_bytes, parse_bytes
@@ -54,7 +55,8 @@ class _Model(BaseModel):
 class LocalOptions(_Model):
     """Options of the ``local`` backend (a Dask ``LocalCluster`` on this machine)."""
 
-    processes: bool = True
+    processes: bool = Field(True, description="Workers in processes of their own; false: "
+                            "threads of this process (faster to start, one GIL)")
     host: str | None = Field(None, description="Address to listen on; default 127.0.0.1. "
                              "Set a reachable one when workers of other sites join")
 
@@ -77,7 +79,8 @@ class SSHOptions(_Model):
     """
 
     hosts: list[str] = Field(min_length=1)
-    user: str | None = None
+    user: str | None = Field(None, description="SSH user; default: asyncssh's (your SSH "
+                             "config, else your login name)")
     key: str | None = Field(None, description="Path of the private key")
     port: int = Field(22, ge=1, le=65535)
     python: str | None = Field(None, description="Python on the remote hosts")
@@ -98,12 +101,17 @@ class KubernetesOptions(_Model):
     """Options of the ``kubernetes`` backend (dask-kubernetes' operator ``KubeCluster``)."""
 
     context: str | None = Field(None, description="kubeconfig context; None uses the current one")
-    namespace: str = "default"
-    image: str = "ghcr.io/dask/dask:latest"
-    env: dict[str, str] = Field(default_factory=dict)
-    service_account: str | None = None
-    worker_cpu: NonNegative | None = None
-    worker_memory: ByteSize | None = None
+    namespace: str = Field("default", description="Namespace of the cluster's pods")
+    image: str = Field(default_factory=lambda: default_image("worker"),
+                       description="Image of the site's pods; default: hybridnb's worker image "
+                       "(images.registry and images.tag; the cuda variant on a site with GPUs)")
+    env: dict[str, str] = Field(default_factory=dict,
+                                description="Environment of the scheduler and workers")
+    service_account: str | None = Field(None, description="Service account of the pods")
+    worker_cpu: NonNegative | None = Field(
+        None, description="CPU request of each worker (and its --nthreads)")
+    worker_memory: ByteSize | None = Field(
+        None, description="Memory request and limit of each worker (and its --memory-limit)")
 
 
 class Capacity(_Model):
@@ -112,7 +120,7 @@ class Capacity(_Model):
     cpu: NonNegative = Field(description="CPU cores")
     memory: ByteSize = Field(description="Memory in bytes (accepts '256GiB')")
     gpu: int = Field(0, ge=0)
-    gpu_type: str | None = None
+    gpu_type: str | None = Field(None, description="GPU model, e.g. a100 (informative)")
 
 
 class Cost(_Model):
@@ -241,9 +249,11 @@ class EdgeOptions(_Model):
 class Site(_Model):
     """Where compute lives: tier, backend and its options, capacity, cost, network."""
 
-    name: str = ""
-    tier: Tier = "private"
-    backend: str = "local"
+    name: str = Field("", description="Set from its key under sites:")
+    tier: Tier = Field("private", description="private, public or edge: what the planner "
+                       "and the TLS default go by")
+    backend: str = Field("local", description="How its clusters start: local, scheduler, "
+                         "ssh, kubernetes, gateway, or a plug-in's name")
     local: LocalOptions | None = None
     scheduler: SchedulerOptions | None = None
     ssh: SSHOptions | None = None
@@ -254,10 +264,13 @@ class Site(_Model):
     capacity: Capacity
     cost: Cost = Field(default_factory=Cost)
     network: Network = Field(default_factory=Network)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes node "
+                                   "labels of its pods (hub profiles' node selectors)")
     # Residency is opt-in: a site holds only public data unless it says otherwise.
-    classifications: list[str] = Field(default_factory=lambda: ["public"])
-    preemptible: bool = False
+    classifications: list[str] = Field(default_factory=lambda: ["public"], description=(
+        "Data classifications that may live and be processed here"))
+    preemptible: bool = Field(False, description="Its machines may be taken back: plans "
+                              "rank it after equal sites that are not")
     edge: EdgeOptions | None = Field(
         None, description="Agent, link, rollout policy and buffer of an edge site "
         "(tier: edge only)")
@@ -369,12 +382,14 @@ def address_is_loopback(address: str) -> bool:
 class Dataset(_Model):
     """Where data lives and how sensitive it is."""
 
-    name: str = ""
-    site: str
+    name: str = Field("", description="Set from its key under datasets:")
+    site: str = Field(description="The site it lives on")
     path: str = Field(description="Path or URL on the site")
-    size: ByteSize | None = None
+    size: ByteSize | None = Field(None, description="Its size, for egress cost and "
+                                  "transfer time in plans")
     format: str = Field("parquet", description="parquet, csv, npy, zarr, images, builtin, …")
-    classification: str = "internal"
+    classification: str = Field("internal", description="How sensitive it is: one of "
+                                "policies.classifications")
 
     def __repr__(self) -> str:
         size = f", size={format_bytes(self.size)}" if self.size is not None else ""
@@ -387,14 +402,17 @@ class Dataset(_Model):
 class Budget(_Model):
     """Spending limits in US dollars; None means no limit."""
 
-    per_job: NonNegative | None = None
-    monthly: NonNegative | None = None
+    per_job: NonNegative | None = Field(None, description="Most a job's estimated cost may "
+                                        "be; dearer sites are rejected")
+    monthly: NonNegative | None = Field(None, description="Monthly limit (recorded; not "
+                                        "checked by the planner yet)")
 
 
 class Policies(_Model):
     """Team-wide rules for placement and residency."""
 
-    placement: Literal["private-first", "cheapest", "fastest"] = "private-first"
+    placement: Literal["private-first", "cheapest", "fastest"] = Field(
+        "private-first", description="How feasible sites are ranked")
     burst: bool = Field(True, description="Burst to public sites when private capacity is short")
     budget: Budget = Field(default_factory=Budget)
     classifications: list[str] = Field(
@@ -411,6 +429,20 @@ class Jobs(_Model):
                                 "more wait in the queue")
 
 
+class Images(_Model):
+    """Where hybridnb's own container images live (:mod:`hybridnb.images.names`)."""
+
+    registry: str = Field(DEFAULT_REGISTRY, pattern=REGISTRY_PATTERN,
+                          description="Registry and path of hybridnb's images, e.g. "
+                          "registry.example.com/ml (images are REGISTRY/KIND:TAG)")
+    tag: str | None = Field(None, pattern=TAG_PATTERN,
+                            description="Tag of hybridnb's images; default: the package version")
+
+    def image(self, kind: str, variant: str = "cpu") -> str:
+        """The reference of hybridnb's ``kind`` image here (see :func:`default_image`)."""
+        return default_image(kind, variant=variant, registry=self.registry, tag=self.tag)
+
+
 class HybridConfig(_Model):
     """The merged, validated configuration.
 
@@ -424,6 +456,7 @@ class HybridConfig(_Model):
     jobs: Jobs = Field(default_factory=Jobs)
     teams: Teams | None = Field(None, description="Groups, quotas and the hub service "
                                 "(a JupyterHub for teams: hybridnb.config.teams)")
+    images: Images = Field(default_factory=Images)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[str] = PrivateAttr(default_factory=list)
@@ -434,6 +467,12 @@ class HybridConfig(_Model):
             site.name = site.name or key
         for key, data in self.datasets.items():
             data.name = data.name or key
+        for site in self.sites.values():  # unless a site names its image: hybridnb's worker
+            if site.backend == "kubernetes" and site.kubernetes is None:
+                site.kubernetes = KubernetesOptions()
+            if site.kubernetes is not None and "image" not in site.kubernetes.model_fields_set:
+                site.kubernetes.image = self.images.image(
+                    "worker", "cuda" if site.capacity.gpu else "cpu")
         return self
 
     @property

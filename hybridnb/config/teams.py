@@ -98,13 +98,13 @@ class Size(_Model):
         None, description="Cores guaranteed; default half the limit")
     memory_guarantee: ByteSize | None = Field(
         None, description="Memory guaranteed; default half the limit")
-    description: str = ""
+    description: str = Field("", description="Shown beside the size in the hub's profiles")
 
 
 class Group(_Model):
     """A group of users: what its members may use, and its quotas."""
 
-    members: list[str] = Field(default_factory=list)
+    members: list[str] = Field(default_factory=list, description="Hub user names")
     sites: list[str] = Field(min_length=1, description="Sites its members see and use")
     classifications: list[str] = Field(
         default_factory=lambda: ["public"],

@@ -15,10 +15,7 @@ a few seconds.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +110,7 @@ def start(request: ClusterCreate, store: StateStore, config: HybridConfig,
     Bad input fails before anything starts; a keeper that dies or does not come up in
     ``timeout`` seconds is stopped, and the error carries the end of its log.
     """
-    from ..cli.cluster import spawn_detached
+    from ..sites.keeper import launch_keeper
 
     try:
         config.site(request.site)
@@ -137,24 +134,12 @@ def start(request: ClusterCreate, store: StateStore, config: HybridConfig,
             cmd += [flag, str(value)]
     if request.adapt is not None:
         cmd += ["--adapt", request.adapt.model_dump_json()]
-    pid = spawn_detached(cmd, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rec = next((r for r in store.list(Kind.cluster) if r.name == name), None)
-        if rec is not None and rec.status is Status.running and any(
-                p.pid == pid for p in rec.pids):
-            return to_model(rec, base_url)
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            lease.release("failed")
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise OperationError(f"cluster {name} on {request.site} failed to start: "
-                                 + " | ".join(tail) + f" (full log: {log_path})")
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGTERM)
-    os.waitpid(pid, 0)
-    lease.release("failed")
-    raise OperationError(f"cluster {name} on {request.site} did not start within "
-                         f"{timeout:g} s (log: {log_path})")
+    try:
+        rec = launch_keeper(cmd, name=name, log_path=log_path, timeout=timeout, store=store)
+    except OperationError:
+        lease.release("failed")
+        raise
+    return to_model(rec, base_url)
 
 
 def _kept(rec: Record, what: str) -> None:

@@ -495,7 +495,7 @@ def _sweep(store: StateStore, owner: str) -> None:
 
 
 def _launch(rec: Record) -> int:
-    from ..cli.cluster import spawn_detached
+    from ..processes import spawn_detached
 
     log = Path(rec.spec["log"])
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,12 @@ from ..config.tags import data_resource, site_resource, worker_resources
 from .base import Backend, Started
 from .factory import acluster, backend_for, cluster, connect, hybrid_cluster
 from .handle import ClusterHandle, WorkerInfo
-from .registry import get_backend, known_backends, register_backend
+from .registry import get_backend, known_backends, register_backend, unregister_backend
 from .security import InsecureSiteWarning
 
 __all__ = [
     "Backend", "ClusterHandle", "InsecureSiteWarning", "Started", "WorkerInfo", "acluster",
     "backend_for", "cluster", "connect", "data_resource", "get_backend", "hybrid_cluster",
-    "known_backends", "register_backend", "site_resource", "worker_resources",
+    "known_backends", "register_backend", "site_resource", "unregister_backend",
+    "worker_resources",
 ]

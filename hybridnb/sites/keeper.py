@@ -20,12 +20,43 @@ import logging
 import os
 import signal
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
-from ..state import ProcessRef, StateStore
+from ..errors import OperationError
+from ..state import ProcessRef, Record, StateStore, Status
 
 #: Seconds between two looks at the desired state and the workers.
 RECONCILE_EVERY = 0.5
+
+
+def launch_keeper(cmd: list[str], *, name: str, log_path: Path, timeout: float,
+                  store: StateStore) -> Record:
+    """Start the keeper command ``cmd`` detached and return its cluster's record once it
+    runs (``hybridnb cluster up`` and the sidebar both start clusters this way).
+
+    A keeper that dies before its cluster runs, or does not get there in ``timeout``
+    seconds (then it is stopped), is an :class:`OperationError` carrying its log's end.
+    """
+    from ..processes import spawn_detached
+
+    pid = spawn_detached(cmd, log_path)
+    keeper = ProcessRef.of(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = next((r for r in store.list("cluster") if r.name == name), None)
+        if rec is not None and rec.status is Status.running and any(
+                p.pid == pid for p in rec.pids):
+            return rec
+        if not keeper.alive():
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise OperationError(f"cluster {name} failed to start:\n  " + "\n  ".join(tail)
+                                 + f"\n(full log: {log_path})")
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    raise OperationError(f"cluster {name} did not start within {timeout:g} s "
+                         f"(log: {log_path})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,12 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from ..config.backends import ENTRY_POINT_GROUP, add_backend_name, backend_names
+from ..config.backends import (
+    ENTRY_POINT_GROUP,
+    add_backend_name,
+    backend_names,
+    remove_backend_name,
+)
 from ..errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
@@ -33,6 +38,19 @@ def register_backend(name: str, cls: type[Backend]) -> None:
     """Register ``cls`` as backend ``name`` for this process (config accepts it too)."""
     _runtime[name] = cls
     add_backend_name(name)
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a backend added by :func:`register_backend` (built-ins cannot be removed).
+
+    >>> from hybridnb.sites.local import LocalBackend
+    >>> register_backend("mine", LocalBackend); "mine" in known_backends()
+    True
+    >>> unregister_backend("mine"); "mine" in known_backends()
+    False
+    """
+    _runtime.pop(name, None)
+    remove_backend_name(name)
 
 
 def get_backend(name: str) -> type[Backend]:

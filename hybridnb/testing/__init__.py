@@ -26,6 +26,7 @@ _LAZY = {
     "sshd_skip_reason": "hybridnb.testing.sshd",
     "wait_until": "hybridnb.testing.waiting",
     "stop_processes": "hybridnb.testing.waiting",
+    "running_children": "hybridnb.testing.waiting",
     "make_notebook": "hybridnb.testing.notebooks",
 }
 

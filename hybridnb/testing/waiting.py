@@ -13,7 +13,10 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import psutil
 
 T = TypeVar("T")
 
@@ -87,3 +90,25 @@ def stop_processes(*procs: subprocess.Popen[bytes], timeout: float = 20.0) -> No
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def running_children(match: str, parent: int | None = None) -> list[psutil.Process]:
+    """The live descendants of ``parent`` (default: this process) whose command line
+    contains ``match``: what a test left running.
+
+    Zombies and processes that end while they are looked at do not count: an earlier test
+    that never reaped a child must not break every later scan.
+
+    >>> running_children("no-such-program-here")
+    []
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.Process(parent).children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and match in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:  # gone, or a zombie by now
+            continue
+    return found

@@ -89,7 +89,8 @@ class ModelSpec(_Model):
 
     factory: str = Field("digits_cnn", description="a registered model name or "
                          "'package.module:function' returning an nn.Module")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict,
+                                   description="keyword arguments of the factory")
 
 
 class DataSpec(_Model):
@@ -100,7 +101,7 @@ class DataSpec(_Model):
                              "(its manifest.json)")
     validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
-    split_seed: int = 0
+    split_seed: int = Field(0, description="seed of the validation/test split")
 
     @field_validator("dataset")
     @classmethod
@@ -118,7 +119,7 @@ class DataSpec(_Model):
 class OptimizerSpec(_Model):
     """Optimizer and its hyper-parameters; ``momentum`` is SGD with momentum."""
 
-    name: str = "adam"
+    name: str = Field("adam", description=", ".join(OPTIMIZERS))
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum and rmsprop")
@@ -136,7 +137,7 @@ class OptimizerSpec(_Model):
 class ScheduleSpec(_Model):
     """Learning-rate schedule, stepped once per optimizer step, with linear warm-up."""
 
-    name: str = "constant"
+    name: str = Field("constant", description=", ".join(SCHEDULES))
     warmup_steps: int = Field(0, ge=0)
     step_size: int = Field(100, ge=1, description="steps between decays (step schedule)")
     gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step schedule)")

@@ -237,7 +237,7 @@ def _run_end_to_end(page, base: str, token: str, name_prefix: str) -> None:
     row.filter(has_text="2 workers").wait_for(timeout=60_000)
     name = row.get_attribute("data-name")
     assert name and name.startswith(name_prefix), name
-    page.locator(".hybridnb-status", has_text="1 cluster").wait_for(timeout=30_000)
+    page.locator(".hybridnb-statusbar", has_text="1 cluster").wait_for(timeout=30_000)
     _shot(page, "1-cluster-running")
 
     # Its dashboard, in a main-area tab, through the server's proxy.
@@ -298,7 +298,7 @@ def _run_end_to_end(page, base: str, token: str, name_prefix: str) -> None:
     confirm = page.locator(".jp-Dialog")
     confirm.locator(".jp-Dialog-footer button", has_text="Stop").click()
     clusters.locator(".hybridnb-empty").wait_for(timeout=60_000)
-    page.locator(".hybridnb-status", has_text="0 clusters").wait_for(timeout=30_000)
+    page.locator(".hybridnb-statusbar", has_text="0 clusters").wait_for(timeout=30_000)
     _shot(page, "6-stopped")
 
 

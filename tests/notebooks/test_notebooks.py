@@ -1,5 +1,5 @@
-"""The user-facing notebooks: each runs headless with small parameters, and stays in sync
-with ``notebooks/_build.py``, without outputs."""
+"""The user-facing notebooks: each runs headless with small parameters, and is what its
+source in ``notebooks/src/`` generates (``notebooks/build.py``), without outputs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from hybridnb.notebooks.runner import run_notebook
+from hybridnb.testing.waiting import running_children
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -98,8 +99,7 @@ def _case(path: Path) -> Any:
 
 
 def kernels_alive() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if "ipykernel" in " ".join(p.cmdline())]
+    return running_children("ipykernel")
 
 
 @pytest.mark.timeout(600)
@@ -124,30 +124,60 @@ def test_notebook_runs_headless(path, hybridnb_home):
 
 
 def _load_build() -> Any:
-    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR / "_build.py")
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR / "build.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _shape(nb: Any) -> list[tuple[str, str, list[str]]]:
-    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
-
-
-def test_notebooks_match_build_script_and_carry_no_outputs(tmp_path):
+def test_notebooks_match_build_script_and_carry_no_outputs():
+    """Every .ipynb is, byte for byte, what its source in notebooks/src generates."""
     build = _load_build()
-    fresh = build.write_all(tmp_path)
-    assert sorted(p.name for p in fresh) == [p.name for p in NOTEBOOKS], \
-        "run: python notebooks/_build.py"
+    assert [f"{s.stem}.ipynb" for s in build.sources()] == [p.name for p in NOTEBOOKS], \
+        "each notebook has a source notebooks/src/NAME.py: run python notebooks/build.py"
+    assert build.stale() == [], "run: python notebooks/build.py (make notebooks)"
     for path in NOTEBOOKS:
         committed = nbformat.read(path, as_version=4)
         nbformat.validate(committed)
-        regenerated = nbformat.read(tmp_path / path.name, as_version=4)
-        assert _shape(committed) == _shape(regenerated), \
-            f"{path.name} differs from notebooks/_build.py: run python notebooks/_build.py"
         tagged = [c for c in committed.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1 and "out_dir" in tagged[0].source
+        assert committed.metadata["kernelspec"]["name"] == "python3"
         for cell in committed.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, path.name
+
+
+def test_sites_notebook_embeds_the_example_configuration():
+    """Notebook 01 writes notebooks/config/hybrid-sites.yaml as it is (users copy the file,
+    the planner's tests read it): the two must not drift apart."""
+    source = (NOTEBOOK_DIR / "src" / "01_sites_and_placement.py").read_text()
+    shipped = (NOTEBOOK_DIR / "config" / "hybrid-sites.yaml").read_text()
+    assert f'write_text("""\\\n{shipped}""")' in source, \
+        "paste notebooks/config/hybrid-sites.yaml into notebooks/src/01_sites_and_placement.py"
+
+
+def test_build_turns_a_percent_source_into_a_notebook(tmp_path):
+    build = _load_build()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "07_new.py").write_text(
+        "# %% [markdown]\n# # A title\n#\n# Some text.\n\n"
+        '# %% tags=["parameters"]\nout_dir = "build/x"\n\n'
+        "# %%\n# %matplotlib inline\nprint(out_dir)\n\n\n"
+        "def f() -> int:\n    return 1\n")
+    (src / "_helper.py").write_text("x = 1\n")  # not a notebook
+    [path] = build.write_all(tmp_path / "out", src)
+    nb = nbformat.read(path, as_version=4)
+    assert path.name == "07_new.ipynb" and nb.metadata["kernelspec"]["name"] == "python3"
+    assert [(c.id, c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
+        ("07-00", "markdown", "# A title\n\nSome text.", None),
+        ("07-01", "code", 'out_dir = "build/x"', ["parameters"]),
+        ("07-02", "code", "%matplotlib inline\nprint(out_dir)\n\n\ndef f() -> int:\n"
+                          "    return 1", None)]
+    assert build.stale(tmp_path / "out", src) == []
+    path.write_text(path.read_text().replace("Some text", "Other text"))
+    assert build.stale(tmp_path / "out", src) == ["07_new.ipynb: differs from src/07_new.py"]
+    (src / "07_new.py").write_text("# %%\nout_dir = 1\n")  # no parameters cell
+    with pytest.raises(SystemExit, match="exactly one"):
+        build.write_all(tmp_path / "out", src)

@@ -13,11 +13,11 @@ from hybridnb.errors import UsageError
 from hybridnb.notebooks.runner import run_notebook
 from hybridnb.state import StateStore
 from hybridnb.testing.notebooks import make_notebook
+from hybridnb.testing.waiting import running_children
 
 
-def kernels_alive():
-    return [p for p in psutil.Process().children(recursive=True)
-            if "ipykernel" in " ".join(p.cmdline())]
+def kernels_alive() -> list[psutil.Process]:
+    return running_children("ipykernel")
 
 
 def test_run_succeeds_with_records_and_state(notebook):

@@ -437,14 +437,17 @@ def test_nginx_refuses_plain_http_beyond_loopback():
 
 
 @needs_nginx
-def test_nginx_retries_a_post_on_a_draining_replica_and_a_refused_connection(
+def test_nginx_retries_a_post_on_a_full_replica_and_a_refused_connection(
         mlp, nginx, closed_port_loopback):
-    """A replica's 503 (it runs nothing) and a refused connection are tried on the next
-    replica, POSTs included: every request succeeds."""
+    """A replica's 503 (at capacity: it runs nothing) and a refused connection are tried on
+    the next replica, POSTs included: every request succeeds."""
     good = ServerThread(create_app(mlp[1], ServeSettings())).start()
-    draining = ServerThread(create_app(mlp[1], ServeSettings())).start()
+    draining = ServerThread(create_app(mlp[1], ServeSettings(max_in_flight=1,
+                                                             max_queue=0))).start()
     try:
-        draining.app.state.serving.begin_drain()  # paused: answers 503 + Retry-After
+        # Its one admission slot taken: every request is refused at once, 503 + Retry-After
+        # (a draining replica no longer refuses: it answers what still arrives).
+        assert draining.app.state.serving.admission.try_acquire()
         body = infer_body(np.ones((1, 8), np.float32))
         assert httpx.post(f"{draining.url}/v2/models/mlp/infer", json=body).status_code == 503
         refused_before = _infer_count(draining.url)

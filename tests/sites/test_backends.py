@@ -10,7 +10,14 @@ import hybridnb
 from hybridnb.cli import main
 from hybridnb.config import ConfigError, load_config
 from hybridnb.errors import UsageError
-from hybridnb.sites import Backend, Started, get_backend, known_backends, register_backend
+from hybridnb.sites import (
+    Backend,
+    Started,
+    get_backend,
+    known_backends,
+    register_backend,
+    unregister_backend,
+)
 from hybridnb.sites.local import LocalBackend
 
 
@@ -35,13 +42,17 @@ class ThreadsBackend(LocalBackend):
 
 def test_plugin_backend_is_accepted_by_config_and_runs(hybridnb_home, store):
     register_backend("threads", ThreadsBackend)
-    config = load_config(overrides={"sites": {"lab": {
-        "backend": "threads", "capacity": {"cpu": 1, "memory": "1GiB"}}}})
-    with hybridnb.cluster("lab", n_workers=1, config=config, store=store) as c:
-        assert c.backend == "threads"
-        assert c.client.submit(sum, [1, 2]).result() == 3
-        assert {w.site for w in c.workers()} == {"lab"}
-    assert issubclass(ThreadsBackend, Backend)
+    try:
+        config = load_config(overrides={"sites": {"lab": {
+            "backend": "threads", "capacity": {"cpu": 1, "memory": "1GiB"}}}})
+        with hybridnb.cluster("lab", n_workers=1, config=config, store=store) as c:
+            assert c.backend == "threads"
+            assert c.client.submit(sum, [1, 2]).result() == 3
+            assert {w.site for w in c.workers()} == {"lab"}
+        assert issubclass(ThreadsBackend, Backend)
+    finally:  # a registration is process-wide: later tests (the docs) list the built-ins
+        unregister_backend("threads")
+    assert "threads" not in known_backends()
 
 
 def test_base_backend_says_what_is_missing(hybridnb_home):

@@ -20,6 +20,7 @@ import yaml
 
 from hybridnb.cli import main
 from hybridnb.errors import UsageError
+from hybridnb.images import default_image
 from hybridnb.k8s.validate import validate_manifest
 from hybridnb.state import StateStore
 from hybridnb.train import TrainSpec, fit, pytorchjob
@@ -121,8 +122,11 @@ def test_cli_renders_a_validated_job_its_configmap_and_claim(hybridnb_home, caps
         in volumes
     assert json.loads(cm["data"]["spec.json"])["epochs"] == 4  # overrides reach the job
     assert "kubectl apply -f" in capsys.readouterr().out
-    assert main(["train", str(spec), "--render", "kubernetes", "--out", str(out)]) == 2
-    assert "--image" in capsys.readouterr().err
+    # Without --image: hybridnb's worker image (hybridnb.images.names).
+    assert main(["train", str(spec), "--render", "kubernetes", "--out", str(out / "d")]) == 0
+    job = yaml.safe_load(next((out / "d").glob("*-pytorchjob-*.yaml")).read_text())
+    assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0][
+        "image"] == default_image("worker")
 
 
 @pytest.mark.slow

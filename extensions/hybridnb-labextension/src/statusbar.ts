@@ -35,12 +35,12 @@ export class StatusItem extends Widget {
     onClick: () => void
   ) {
     super();
-    this.addClass('hybridnb-status');
+    this.addClass('hybridnb-statusbar');
     this.node.title = 'hybridnb: click to open the sidebar';
-    this._text = h('span', { class: 'hybridnb-status-text' }, 'hybridnb');
-    this._alerts = h('span', { class: 'hybridnb-status-alerts' });
+    this._text = h('span', { class: 'hybridnb-statusbar-text' }, 'hybridnb');
+    this._alerts = h('span', { class: 'hybridnb-statusbar-alerts' });
     this.node.append(
-      hybridnbIcon.element({ tag: 'span', className: 'hybridnb-status-icon' }),
+      hybridnbIcon.element({ tag: 'span', className: 'hybridnb-statusbar-icon' }),
       this._text,
       this._alerts
     );
