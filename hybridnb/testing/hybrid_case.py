@@ -45,11 +45,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
 from ..fileio import atomic_write_text
+from ..processes import spawn_detached
 from .netns import NetnsHost, NetnsHosts, leftovers
 from .sshd import SSHDaemon
 
 if TYPE_CHECKING:
     import pandas as pd
+    import psutil
 
     from ..config import HybridConfig
     from ..serve.edge import AgentProcess
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EDGE_OPTIONS", "ROLES", "HybridCase", "Phase"]
+__all__ = ["EDGE_OPTIONS", "ROLES", "HybridCase", "Phase", "running_from"]
 
 #: The hosts, in the order they are made (addresses .11, .12, .13 of the subnet).
 ROLES = ("onprem", "cloud", "edge")
@@ -125,7 +127,7 @@ class HybridCase:
         self.front_token = secrets.token_urlsafe(24)
         self.phases: list[Phase] = []
         self._cloud_workers: list[subprocess.Popen[Any]] = []
-        self._reaper: subprocess.Popen[bytes] | None = None
+        self._reaper: int | None = None  # its pid
         self._cleanup: dict[str, Any] = {"left_running": {}, "netns_left": [],
                                          "links_left": []}
         self._state = "new"
@@ -164,14 +166,11 @@ class HybridCase:
         # A kernel may be killed before it has closed the case (papermill gives a kernel
         # a few seconds to exit after a failed cell): a process of its own then stops
         # every process in the hosts and removes them, once this one is gone.
-        log = open(self.workdir / "logs" / "reaper.log", "ab")  # noqa: SIM115
-        try:
-            self._reaper = subprocess.Popen(
-                [sys.executable, "-m", __name__, self.net.run_id, str(os.getpid()),
-                 *map(str, self._secrets())], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
+        # Detached (not this process's child): it outlives a killed owner, and leaves no
+        # zombie in a kernel that does close the case.
+        self._reaper = spawn_detached(
+            [sys.executable, "-m", __name__, self.net.run_id, str(os.getpid()),
+             *map(str, self._secrets())], self.workdir / "logs" / "reaper.log")
 
     def _secrets(self) -> list[Path]:
         """Key material of the throw-away hosts, removed with them."""
@@ -224,12 +223,20 @@ class HybridCase:
                 left[role] = [_describe(pid) for pid in host.pids()]
         self.net.close()  # kills what is left, deletes namespaces, veths and the bridge
         rest = leftovers(self.net.run_id)
-        self._cleanup = {"left_running": left, "netns_left": rest["netns"],
-                         "links_left": rest["links"]}
         _remove(self._secrets())  # the logs and disks stay for post-mortems
         if self._reaper is not None:  # nothing left for it to do
-            self._reaper.terminate()
-            self._reaper.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._reaper, signal.SIGTERM)
+            while _running(self._reaper) and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
+        # Outside the hosts too: a process of the root namespace that names the case's
+        # directory (its keys, its Python wrapper) is one of its own left behind.
+        outside = [_describe(p.pid) for p in running_from(self.workdir)
+                   if p.pid not in (os.getpid(), self._reaper)]
+        if outside:
+            left["outside"] = outside
+        self._cleanup = {"left_running": left, "netns_left": rest["netns"],
+                         "links_left": rest["links"]}
         return self._cleanup
 
     def __enter__(self) -> HybridCase:
@@ -457,6 +464,38 @@ class HybridCase:
         ip("link", "set", self.hosts[role].veth, "up" if up else "down")
 
 
+def running_from(directory: str | os.PathLike[str]) -> list[psutil.Process]:
+    """Live processes anywhere on the machine whose command line names ``directory``:
+    a case's sshd, edge agent and workers (through its Python wrapper), its reaper.
+
+    Zombies and processes that end while they are looked at do not count.
+
+    >>> running_from("/no/such/directory/here")
+    []
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (proc.status() != psutil.STATUS_ZOMBIE
+                    and str(directory) in " ".join(proc.cmdline())):
+                found.append(proc)
+        except psutil.Error:  # gone, or a zombie by now
+            continue
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left to a parent that does not reap is done)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _describe(pid: int) -> str:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -475,9 +514,9 @@ def _remove(paths: list[Path]) -> None:
 
 def _reap(run_id: str, owner: int, secrets: list[Path]) -> None:
     """Wait for ``owner`` to exit, then remove what is left of run ``run_id``."""
-    from .netns import _pid_alive, cleanup_stale
+    from .netns import cleanup_stale
 
-    while _pid_alive(owner):
+    while _running(owner):
         time.sleep(0.5)
     removed = cleanup_stale(run_id, grace=2.0)
     _remove(secrets)

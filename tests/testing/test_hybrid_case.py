@@ -6,14 +6,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import nbformat
 import psutil
 import pytest
 
 import hybridnb
-from hybridnb.testing.hybrid_case import ROLES, HybridCase
+from hybridnb.notebooks.runner import run_notebook
+from hybridnb.testing.hybrid_case import ROLES, HybridCase, running_from
 from hybridnb.testing.netns import leftovers, wait_for_port
 from hybridnb.testing.sshd import sshd_skip_reason
-from hybridnb.testing.waiting import wait_until
+from hybridnb.testing.waiting import running_children, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -73,22 +75,36 @@ def test_hosts_links_and_config(case):
     assert (case.records / "scans.npy").is_file()
 
 
-def test_close_names_a_process_left_in_a_host(hybridnb_home, tmp_path):
+def test_close_names_a_process_left_in_a_host_or_outside(hybridnb_home, tmp_path):
     reason = sshd_skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    case = HybridCase(tmp_path / "case", grace=1.0).start()
+    workdir = tmp_path / "case"
+    case = HybridCase(workdir, grace=1.0).start()
+    # One of the case's own outside the hosts (it names the case's directory).
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
+                              str(workdir)])
     try:
         case.cloud.popen(["sleep", "300"])  # a stray process nobody stops
         assert case.edge.pids()  # the agent
-    finally:
         found = case.close()
-    assert list(found["left_running"]) == ["cloud"]
+    finally:
+        case.close()
+        stray.kill()
+        stray.wait()
+    assert sorted(found["left_running"]) == ["cloud", "outside"]
     assert "sleep 300" in found["left_running"]["cloud"][0]
+    assert found["left_running"]["outside"] == [
+        f"{stray.pid} {sys.executable} -c import time; time.sleep(300) {workdir}"]
     assert found["netns_left"] == [] == found["links_left"]
     assert leftovers(case.net.run_id) == {"netns": [], "links": []}
-    assert not (tmp_path / "case" / "keys").exists()  # key material removed
+    assert not (workdir / "keys").exists()  # key material removed
+    assert running_from(workdir) == []  # the reaper stopped too
     assert case.close() == found  # idempotent
+
+
+def _owned(workdir) -> list[str]:
+    return [" ".join(p.cmdline()) for p in running_from(workdir)]
 
 
 def test_a_killed_owner_leaves_nothing_behind(hybridnb_home, tmp_path):
@@ -107,15 +123,48 @@ def test_a_killed_owner_leaves_nothing_behind(hybridnb_home, tmp_path):
     try:
         run_id = owner.stdout.readline().strip()
         assert run_id.startswith("hcase") and leftovers(run_id)["netns"]
-        assert [p for p in psutil.process_iter(["cmdline"])
-                if str(workdir) in " ".join(p.info["cmdline"] or [])]  # sshd, the agent
+        assert len(_owned(workdir)) >= 3  # the owner, sshd, the agent, the reaper
     finally:
         owner.kill()
         owner.communicate()
     wait_until(lambda: leftovers(run_id) == {"netns": [], "links": []}, timeout=60,
                what="the hosts removed")
-    wait_until(lambda: not [p for p in psutil.process_iter(["cmdline"])
-                            if str(workdir) in " ".join(p.info["cmdline"] or [])],
-               timeout=30, what="no process of the case left")
+    wait_until(lambda: _owned(workdir) == [], timeout=30, what="no process of the case left")
     assert not (workdir / "keys").exists()
     assert "exited without closing" in (workdir / "logs" / "reaper.log").read_text()
+
+
+def test_a_notebook_whose_cell_fails_leaves_nothing_behind(hybridnb_home, tmp_path):
+    """A notebook makes the case and a later cell fails (papermill then stops the
+    kernel): every process of every host stops and every host goes all the same."""
+    reason = sshd_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    workdir = tmp_path / "case"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"workdir = {str(workdir)!r}", metadata={
+            "tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import hybridnb\n"
+            "from hybridnb.testing.hybrid_case import HybridCase\n"
+            "case = HybridCase(workdir).start()\n"
+            "hybridnb.record('run_id', case.net.run_id)\n"
+            "hybridnb.record('pids', {r: h.pids() for r, h in case.hosts.items()})"),
+        nbformat.v4.new_code_cell("raise RuntimeError('a cell fails')"),
+    ]
+    path = tmp_path / "fails.ipynb"
+    nbformat.write(nb, path)
+    run = run_notebook(path, tmp_path / "out.ipynb", {}, timeout=120)
+    assert not run.ok and run.failed_cell is not None and "a cell fails" in run.error
+    run_id, pids = run.records["run_id"], run.records["pids"]
+    assert pids["onprem"] and pids["edge"]  # sshd, the agent: they ran
+    wait_until(lambda: leftovers(run_id) == {"netns": [], "links": []}, timeout=60,
+               what="the hosts removed")
+    wait_until(lambda: _owned(workdir) == [], timeout=30, what="no process of the case left")
+    assert not [p for ps in pids.values() for p in ps if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not (workdir / "keys").exists()
+    assert running_children("ipykernel") == []
