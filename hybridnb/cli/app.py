@@ -17,6 +17,7 @@ from . import (
     config_cmd,
     data,
     demo,
+    demo_hybrid,
     doctor,
     edge,
     hub,
@@ -78,6 +79,7 @@ app.command("worker")(worker.worker)
 app.command("doctor")(doctor.doctor)
 app.command("plan")(plan.plan)
 app.command("demo")(demo.demo)
+app.command("demo-hybrid")(demo_hybrid.demo_hybrid)
 app.command("run", context_settings=notebooks.PASS_THROUGH)(notebooks.run)
 app.command("sweep", context_settings=notebooks.PASS_THROUGH)(notebooks.sweep)
 app.command("serve")(serve.serve)

@@ -25,12 +25,13 @@ from .common import elapsed
 QUICKSTART = "00_quickstart.ipynb"
 
 
-def quickstart_notebook() -> Path:
-    """The quickstart notebook of this checkout (``notebooks/`` beside the package)."""
-    path = Path(__file__).resolve().parents[2] / "notebooks" / QUICKSTART
+def quickstart_notebook(name: str = QUICKSTART, command: str = "demo") -> Path:
+    """A notebook of this checkout (``notebooks/`` beside the package): the quickstart's
+    by default."""
+    path = Path(__file__).resolve().parents[2] / "notebooks" / name
     if not path.is_file():
-        raise UsageError(f"{path} not found: 'hybridnb demo' runs the notebooks of a "
-                         "source checkout (git clone, then 'make demo')")
+        raise UsageError(f"{path} not found: 'hybridnb {command}' runs the notebooks of a "
+                         f"source checkout (git clone, then 'make {command}')")
     return path
 
 

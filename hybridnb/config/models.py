@@ -91,6 +91,10 @@ class SSHOptions(_Model):
         10.0, description="Seconds to open an SSH connection and log in")
     start_timeout: Positive = Field(
         60.0, description="Seconds for a remote scheduler or worker to report its address")
+    scheduler_port: int = Field(
+        0, ge=0, le=65535, description="Port of the scheduler on the first host; 0: any "
+        "free one. Fix it when workers started elsewhere join it (hybridnb worker ADDRESS "
+        "--site NAME: a cloud bursting into this cluster)")
 
 
 class KubernetesOptions(_Model):

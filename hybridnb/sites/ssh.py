@@ -95,6 +95,8 @@ class SSHBackend(Backend):
         # distributed splits "host:port" on ":", so an IPv6 host goes as [[host, port]].
         dashboard: Any = [[host, 0]] if ":" in host else f"{host}:0"
         kwargs: dict[str, Any] = {"host": host, "dashboard_address": dashboard}
+        if self.options.scheduler_port:
+            kwargs["port"] = self.options.scheduler_port
         if security is not None:
             kwargs["protocol"] = "tls://"
         return {"cls": TimedScheduler, "options": {

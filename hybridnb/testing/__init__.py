@@ -1,4 +1,5 @@
-"""Test fixtures shipped with hybridnb: several hosts on one machine, an sshd in one.
+"""Test fixtures shipped with hybridnb: several hosts on one machine, an sshd in one, the
+hybrid case (onprem, cloud and edge hosts) built from them.
 
 Names resolve lazily (PEP 562), so importing this package loads nothing heavy.
 The pytest fixtures live in :mod:`hybridnb.testing.pytest_plugin`.
@@ -21,6 +22,7 @@ _LAZY = {
     "wait_for_port": "hybridnb.testing.netns",
     "leftovers": "hybridnb.testing.netns",
     "SSHDaemon": "hybridnb.testing.sshd",
+    "HybridCase": "hybridnb.testing.hybrid_case",
     "sshd_skip_reason": "hybridnb.testing.sshd",
     "wait_until": "hybridnb.testing.waiting",
     "stop_processes": "hybridnb.testing.waiting",

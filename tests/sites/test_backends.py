@@ -8,7 +8,7 @@ import pytest
 
 import hybridnb
 from hybridnb.cli import main
-from hybridnb.config import load_config
+from hybridnb.config import ConfigError, load_config
 from hybridnb.errors import UsageError
 from hybridnb.sites import (
     Backend,
@@ -97,6 +97,20 @@ def test_ssh_site_lends_specs_with_its_hosts(hybridnb_home):
                                        "connect_timeout": 10.0, "login_timeout": 10.0}
     assert opts["start_timeout"] == 60.0
     assert backend.scheduler_spec(None)["options"]["address"] == "10.9.0.1"
+    assert "port" not in backend.scheduler_spec(None)["options"]["kwargs"]  # any free one
+
+
+def test_ssh_site_scheduler_port_is_fixed_when_configured(hybridnb_home):
+    """Workers started elsewhere (a cloud bursting in) find the scheduler at a known port."""
+    config = load_config(overrides={"sites": {"rack": {
+        "backend": "ssh", "ssh": {"hosts": ["10.9.0.1"], "scheduler_port": 8786},
+        "capacity": {"cpu": 1, "memory": "1GiB"}}}})
+    spec = get_backend("ssh")(config.site("rack"), config).scheduler_spec(None)
+    assert spec["options"]["kwargs"]["port"] == 8786
+    with pytest.raises(ConfigError, match="scheduler_port"):
+        load_config(overrides={"sites": {"rack": {
+            "backend": "ssh", "ssh": {"hosts": ["10.9.0.1"], "scheduler_port": 70000},
+            "capacity": {"cpu": 1, "memory": "1GiB"}}}})
 
 
 def test_cli_cluster_up_list_connect_down(hybridnb_home, capsys):
