@@ -13,6 +13,7 @@ died) and names the cell.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,6 @@ def demo(ctx: typer.Context,
     Prints each stage as it starts, then test and endpoint accuracy, server-side and
     client-side latency, and why the latency alert fired (or did not).
     """
-    from ..notebooks.runner import run_notebook
-    from .common import options
 
     notebook = quickstart_notebook()
     out = out.expanduser().resolve()
@@ -118,20 +117,8 @@ def demo(ctx: typer.Context,
         parameters["epochs"] = epochs
     if requests is not None:
         parameters["requests"] = requests
-    typer.echo(f"running {notebook.name} headless into {out}")
-    start = time.monotonic()
-
-    def stage(title: str) -> None:
-        typer.echo(f"  [{elapsed(time.monotonic() - start)}] {title}")
-
-    with options(ctx).for_children():  # the kernel sees the same config
-        run = run_notebook(notebook, out / QUICKSTART, parameters, timeout=timeout,
-                           report=True, on_section=stage)
-    if not run.ok:
-        where = f" at cell [{run.failed_cell}]" if run.failed_cell is not None else ""
-        typer.echo(f"demo {run.outcome.value}{where} after {run.seconds:.0f} s: {run.error}\n"
-                   f"the executed notebook (with the error) is {run.output}", err=True)
-        raise typer.Exit(run.exit_code)
+    run = run_in_stages(ctx, notebook, out / QUICKSTART, parameters, timeout=timeout,
+                        what="demo")
     typer.echo(f"done in {run.seconds:.0f} s")
     for line in summary(run.records):
         typer.echo(f"  {line}")
@@ -140,3 +127,35 @@ def demo(ctx: typer.Context,
         typer.echo(f"  report             {run.report}")
     for png in sorted(out.glob("*.png")):
         typer.echo(f"  plot               {png}")
+
+
+def run_in_stages(ctx: typer.Context, notebook: Path, output: Path, parameters: dict[str, Any],
+                  *, timeout: float, what: str, records: Path | None = None) -> Any:
+    """Run a demo notebook headless, echoing each section as it starts; exit on failure.
+
+    The kernel sees the same configuration as the command. ``records`` (a path) keeps the
+    notebook's records as JSON, also when it fails. Returns the finished
+    :class:`~hybridnb.notebooks.runner.NotebookRun`.
+    """
+    from ..fileio import atomic_write_text
+    from ..notebooks.runner import run_notebook
+    from .common import options
+
+    typer.echo(f"running {notebook.name} headless into {output.parent}")
+    start = time.monotonic()
+
+    def stage(title: str) -> None:
+        typer.echo(f"  [{elapsed(time.monotonic() - start)}] {title}")
+
+    with options(ctx).for_children():  # the kernel sees the same config
+        run = run_notebook(notebook, output, parameters, timeout=timeout, report=True,
+                           on_section=stage)
+    if records is not None:
+        atomic_write_text(records, json.dumps(run.records, indent=2) + "\n")
+    if not run.ok:
+        where = f" at cell [{run.failed_cell}]" if run.failed_cell is not None else ""
+        typer.echo(f"{what} {run.outcome.value}{where} after {run.seconds:.0f} s: "
+                   f"{run.error}\nthe executed notebook (with the error) is {run.output}",
+                   err=True)
+        raise typer.Exit(run.exit_code)
+    return run

@@ -12,7 +12,6 @@ host's link, and the wall time; the records go to ``OUT/records.json``. It needs
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import typer
 
 from ..config.units import format_bytes
 from ..errors import UsageError
-from .common import elapsed
 
 NOTEBOOK = "06_hybrid_case_study.ipynb"
 HOSTS = ("onprem", "cloud", "edge")
@@ -108,11 +106,8 @@ def demo_hybrid(ctx: typer.Context,
     per classification, the edge's rollout and answer, the alert, the bytes through each
     host's link, the clean-up and the wall time.
     """
-    from ..fileio import atomic_write_text
-    from ..notebooks.runner import run_notebook
     from ..testing.sshd import sshd_skip_reason
-    from .common import options
-    from .demo import quickstart_notebook
+    from .demo import quickstart_notebook, run_in_stages
 
     reason = sshd_skip_reason()
     if reason is not None:
@@ -126,24 +121,8 @@ def demo_hybrid(ctx: typer.Context,
         parameters["epochs"] = epochs
     if outage is not None:
         parameters["outage_s"] = outage
-    typer.echo(f"running {notebook.name} headless into {out}")
-    start = time.monotonic()
-
-    def stage(title: str) -> None:
-        typer.echo(f"  [{elapsed(time.monotonic() - start)}] {title}")
-
-    with options(ctx).for_children():
-        run = run_notebook(notebook, out / NOTEBOOK, parameters, timeout=timeout,
-                           report=True, on_section=stage)
-    import json
-
-    atomic_write_text(out / "records.json", json.dumps(run.records, indent=2) + "\n")
-    if not run.ok:
-        where = f" at cell [{run.failed_cell}]" if run.failed_cell is not None else ""
-        typer.echo(f"demo-hybrid {run.outcome.value}{where} after {run.seconds:.0f} s: "
-                   f"{run.error}\nthe executed notebook (with the error) is {run.output}",
-                   err=True)
-        raise typer.Exit(run.exit_code)
+    run = run_in_stages(ctx, notebook, out / NOTEBOOK, parameters, timeout=timeout,
+                        what="demo-hybrid", records=out / "records.json")
     typer.echo(f"done in {run.seconds:.0f} s")
     for line in summary(run.records):
         typer.echo(f"  {line}")
