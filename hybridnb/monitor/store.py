@@ -6,7 +6,10 @@ kernel restart; and the state store already proves the pattern (WAL, one short
 ``BEGIN IMMEDIATE`` per write). Each scrape round is one transaction (one
 ``executemany``) on a connection kept open; a series' labels are stored once (``series``
 table) and samples refer to it by id, so a sample row is three numbers. Retention
-deletes old rows at most every 30 s. When a target goes away or fails, the collector
+deletes old rows at most every 30 s, and with them every series that has no row left
+(targets come and go: a Dask worker's series would otherwise stay forever). A query
+reads all the series of a name in a fixed number of SQL statements, however many
+series match, and splits the rows with numpy. When a target goes away or fails, the collector
 marks its series *stale* as Prometheus does (``stale`` table; :meth:`select` returns
 NaN there), so a stopped replica's last value does not linger for the 5 minute
 lookback.
@@ -60,7 +63,16 @@ CREATE TABLE IF NOT EXISTS stale (
     ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stale_series_ts ON stale(series_id, ts);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
+
+# Counts the pruning rounds that deleted series. A writer caches series ids; when another
+# writer of the same file pruned series (whose ids SQLite may hand out again), the
+# generation it reads at the start of its next transaction differs and it drops its cache.
+_GENERATION = "series_generation"
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -107,6 +119,7 @@ class SampleStore:
         self._wconn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._last_prune = 0.0
+        self._generation: int | None = None
         with self._connect() as conn:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -162,6 +175,11 @@ class SampleStore:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                row = conn.execute("SELECT value FROM meta WHERE key=?",
+                                   (_GENERATION,)).fetchone()
+                if (row[0] if row else 0) != self._generation:
+                    self._ids.clear()  # another writer pruned series: ids may be reused
+                    self._generation = row[0] if row else 0
                 ids = self._ids
 
                 def sid(key: SeriesKey) -> int:
@@ -173,18 +191,32 @@ class SampleStore:
                 conn.executemany("INSERT INTO stale VALUES (?,?)",
                                  [(sid(key), ts) for key in stale])
                 if ts - self._last_prune > self.PRUNE_EVERY:
-                    for table in ("samples", "stale"):
-                        conn.execute(f"DELETE FROM {table} WHERE ts < ?",
-                                     (ts - self.retention,))
+                    self._prune(conn, ts - self.retention)
                     self._last_prune = ts
                 if then is not None:
                     then(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 self._ids.clear()  # ids of series made in this transaction are gone
+                self._generation = None  # and a pruning in it did not happen
                 raise
             conn.execute("COMMIT")
         return len(rows)
+
+    def _prune(self, conn: sqlite3.Connection, before: float) -> None:
+        """Delete rows older than ``before``, then the series left without any row."""
+        for table in ("samples", "stale"):
+            conn.execute(f"DELETE FROM {table} WHERE ts < ?", (before,))
+        gone = {r[0] for r in conn.execute(
+            "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM samples WHERE "
+            "samples.series_id = series.id) AND NOT EXISTS (SELECT 1 FROM stale WHERE "
+            "stale.series_id = series.id) RETURNING id")}
+        if gone:
+            conn.execute("INSERT INTO meta VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET "
+                         "value = value + 1", (_GENERATION,))
+            self._generation = (self._generation or 0) + 1
+            for key in [k for k, v in self._ids.items() if v in gone]:
+                del self._ids[key]
 
     def append_at(self, samples: Iterable[tuple[SeriesKey, float, float]],
                   then: Callable[[sqlite3.Connection], None] | None = None) -> int:
@@ -249,19 +281,44 @@ class SampleStore:
 
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
+        # Three statements for any number of series (one per series cost a round trip
+        # each): the series, their samples, their staleness markers. The rows come in
+        # no particular order; numpy sorts them by series and time.
+        ids = "SELECT id FROM series WHERE name=?"
         with self._connect() as conn:
-            series = conn.execute("SELECT id, labels FROM series WHERE name=?",
+            series = conn.execute("SELECT id, labels FROM series WHERE name=? ORDER BY id",
                                   (name,)).fetchall()
-            out = []
-            for sid, labels in series:
-                rows = conn.execute(
-                    "SELECT ts, value FROM samples WHERE series_id=? AND ts BETWEEN ? AND ? "
-                    "UNION ALL SELECT ts, NULL FROM stale WHERE series_id=? AND "
-                    "ts BETWEEN ? AND ? ORDER BY ts", (sid, lo, hi, sid, lo, hi)).fetchall()
-                if rows:
-                    arr = np.asarray(rows, dtype=float)
-                    out.append((name, json.loads(labels), arr[:, 0], arr[:, 1]))
+            if not series:
+                return []
+            rows = conn.execute(f"SELECT series_id, ts, value FROM samples WHERE series_id "
+                                f"IN ({ids}) AND ts BETWEEN ? AND ?", (name, lo, hi)).fetchall()
+            rows += conn.execute(f"SELECT series_id, ts, NULL FROM stale WHERE series_id IN "
+                                 f"({ids}) AND ts BETWEEN ? AND ?", (name, lo, hi)).fetchall()
+        if not rows:
+            return []
+        arr = np.array(rows, dtype=float)  # NULL (stale) becomes NaN
+        # Stable: at equal times a sample stays before its series' staleness marker.
+        arr = arr[np.lexsort((arr[:, 1], arr[:, 0]))]
+        sids, starts = np.unique(arr[:, 0], return_index=True)
+        bounds = dict(zip(sids.astype(int).tolist(),
+                          zip(starts.tolist(), [*starts[1:].tolist(), len(arr)], strict=True),
+                          strict=True))
+        out = []
+        for sid, labels in series:
+            if sid in bounds:
+                a, b = bounds[sid]
+                out.append((name, json.loads(labels), arr[a:b, 1].copy(), arr[a:b, 2].copy()))
         return out
+
+    def series_count(self) -> int:
+        """How many series the store holds (retention prunes those with no sample left).
+
+        >>> import tempfile, os
+        >>> SampleStore(os.path.join(tempfile.mkdtemp(), "m.db")).series_count()
+        0
+        """
+        with self._connect() as conn:
+            return int(conn.execute("SELECT count(*) FROM series").fetchone()[0])
 
     def latest_time(self) -> float | None:
         """Time of the newest sample, or ``None`` when empty."""
