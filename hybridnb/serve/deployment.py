@@ -114,6 +114,7 @@ class Deployment:
 
     def close(self) -> None:
         """Stop the router, then drain and stop every replica; mark the record stopped."""
+        self._closed = True  # first: a health check's replacement waiting on the lock gives up
         with self._control:
             self._closed = True
             if self.router is not None:

@@ -118,7 +118,9 @@ def start_server(bundle_path: str | os.PathLike[str], *, settings: ServeSettings
     name:
         The record's name (default: the bundle directory's name).
     store, record:
-        Where to record it (default: the user's state store); ``record=False`` skips it.
+        Where to record it (default: the user's state store); ``record=False`` skips it:
+        the server is then this process's own (a replica) and exits when this process is
+        gone, however it ended.
     timeout:
         Seconds to wait for readiness before killing it and raising
         :class:`~hybridnb.errors.OperationError` with the log's tail.
@@ -141,6 +143,8 @@ def start_server(bundle_path: str | os.PathLike[str], *, settings: ServeSettings
     cmd = [sys.executable, "-m", "hybridnb.serve.server", str(bundle_path), "--host", host,
            "--port", str(port), "--ready-file", str(ready_file),
            "--settings", json.dumps(settings.to_dict())]
+    if not record:
+        cmd += ["--exit-with", str(os.getpid())]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

@@ -28,6 +28,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -157,7 +158,8 @@ def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
 
 def run_server(bundle_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
                *, settings: ServeSettings | None = None, token: str | None = None,
-               ready_file: str | os.PathLike[str] | None = None) -> None:
+               ready_file: str | os.PathLike[str] | None = None,
+               exit_with: int | None = None) -> None:
     """Serve a bundle in the foreground until SIGTERM/SIGINT (what ``hybridnb serve`` runs).
 
     Parameters
@@ -172,6 +174,10 @@ def run_server(bundle_path: str | os.PathLike[str], host: str = "127.0.0.1", por
         token. Without a token only a loopback ``host`` is allowed.
     ready_file:
         Written (``{"pid", "host", "port"}``) once the server accepts connections.
+    exit_with:
+        A parent's pid: when that process is gone (this one is handed to another parent),
+        drain and exit — a replica never outlives the deployment that owns it, even one
+        killed with SIGKILL.
     """
     from .app import create_app
     from .model_bundle import load_bundle
@@ -189,10 +195,22 @@ def run_server(bundle_path: str | os.PathLike[str], host: str = "127.0.0.1", por
                 "on" if settings.token else "off")
     server = _make_server(app, log_config=None, drain_timeout_s=settings.drain_timeout_s,
                           ready_file=Path(ready_file) if ready_file else None)
+    if exit_with is not None:
+        threading.Thread(target=_exit_with, args=(exit_with, server), daemon=True,
+                         name="hybridnb-exit-with-parent").start()
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _exit_with(parent: int, server: Any, every_s: float = 1.0) -> None:
+    """Ask ``server`` to drain and exit once ``parent`` is no longer this process's parent."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    logger.warning("the process that started this server (pid %d) is gone; draining and "
+                   "exiting", parent)
+    server.should_exit = True
 
 
 class ServerThread:
@@ -275,11 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file")
     parser.add_argument("--settings", default="{}", help="ServeSettings as JSON")
+    parser.add_argument("--exit-with", type=int, metavar="PID",
+                        help="Drain and exit when process PID (the parent) is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                         "%(message)s", stream=sys.stderr)
     settings = ServeSettings.from_dict(json.loads(args.settings))
-    run_server(args.bundle, args.host, args.port, settings=settings, ready_file=args.ready_file)
+    run_server(args.bundle, args.host, args.port, settings=settings, ready_file=args.ready_file,
+               exit_with=args.exit_with)
     return 0
 
 

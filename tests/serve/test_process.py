@@ -89,3 +89,42 @@ def test_endpoints_list_and_stop(mlp, hybridnb_home):
         assert out.exit_code != 0 and "no running endpoint" in str(out.exception)
     finally:
         srv.stop(grace=5)
+
+
+OWNER = """
+import sys
+from hybridnb.serve.process import start_server
+srv = start_server(sys.argv[1], record=False)
+print(srv.pid, flush=True)
+sys.stdin.read()  # until SIGKILL
+"""
+
+
+def test_a_replica_exits_when_its_owner_is_killed(mlp, hybridnb_home):
+    """An owned server (``record=False``: a deployment's replica) drains and exits when the
+    process that started it dies, even by SIGKILL (``hybridnb deploy`` killed, a kernel
+    that crashed), instead of serving on as an orphan nobody stops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from hybridnb.testing.waiting import wait_until
+
+    with subprocess.Popen([sys.executable, "-c", OWNER, str(mlp[1].path)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as owner:
+        assert owner.stdout is not None
+        pid = int(owner.stdout.readline())
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            with open(f"/proc/{pid}/stat") as f:  # a zombie until its new parent reaps it
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+        assert not gone()
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        wait_until(gone, timeout=60, what=f"the orphaned replica (pid {pid}) to exit")
