@@ -25,7 +25,7 @@ def main(repeat: int = 5) -> None:
     from distributed import Client, LocalCluster
 
     import hybridnb
-    from hybridnb.config.tags import worker_resources
+    from hybridnb.resource_tags import worker_resources
 
     config = hybridnb.load_config()
     shape = {"n_workers": 2, "threads_per_worker": 1}

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from _report import report  # noqa: E402
 
+from hybridnb.processes import free_port  # noqa: E402
 from hybridnb.testing.waiting import wait_until  # noqa: E402
-from hybridnb.train.launch import free_port  # noqa: E402
 
 PEER = ROOT / "build" / "peers" / "dask-labextension"
 TOKEN = "bench-token"

@@ -49,7 +49,8 @@ _LAZY = {
     "secret": "hybridnb.notebooks.secrets:secret",
     "run_notebook": "hybridnb.notebooks.runner:run_notebook",
     "sweep": "hybridnb.notebooks.sweeps:sweep",
-    "bundle": "hybridnb.serve:bundle",
+    "write_bundle": "hybridnb.serve:write_bundle",
+    "bundle": "hybridnb.serve:bundle",  # alias of write_bundle (docs/glossary.md)
     "load_bundle": "hybridnb.serve:load_bundle",
     "Bundle": "hybridnb.serve:Bundle",
     "deploy": "hybridnb.serve.endpoint:deploy",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .placement import plan
     from .serve.endpoint import Endpoint, deploy
     from .serve.model_bundle import Bundle, bundle, load_bundle
+    from .serve.model_bundle import bundle as write_bundle
     from .sites import ClusterHandle, cluster, connect, hybrid_cluster
     from .state import StateStore
     from .train.launch import fit

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,35 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> Path
             pass
         raise
     return path
+
+
+@contextmanager
+def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that wants a file name (safetensors,
+    torch, a download); on success it is synced and moved onto ``path``, on failure
+    removed.
+
+    >>> import tempfile, os
+    >>> target = Path(tempfile.mkdtemp()) / "weights.bin"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_bytes(b"w")
+    >>> target.read_bytes(), sorted(p.name for p in target.parent.iterdir())
+    (b'w', ['weights.bin'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str, mode: int = 0o644) -> Path:

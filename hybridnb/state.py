@@ -33,6 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .waiting import wait_until
+
 BUSY_TIMEOUT = 30.0
 
 
@@ -225,23 +227,24 @@ class StateStore:
         # (no busy_timeout wait) when other processes open a new store at the same moment,
         # e.g. kernels started together. The mode is stored in the file: retry until one
         # opener has switched it and the others see "wal".
-        deadline, delay = time.monotonic() + BUSY_TIMEOUT, 0.002
-        while True:
+        def switched() -> bool:
             with self._connect() as conn:
                 try:
-                    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                        return
-                    if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
-                        return
+                    return bool(conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                                or conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                                == "wal")
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                    if "locked" not in str(exc):
                         raise
-            if time.monotonic() > deadline:
-                raise sqlite3.OperationalError(
-                    f"{self.path}: could not switch the state store to WAL mode within "
-                    f"{BUSY_TIMEOUT:.0f} s; is another program holding it open?")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+                    return False
+
+        try:
+            wait_until(switched, timeout=BUSY_TIMEOUT, interval=0.002, backoff=2.0,
+                       max_interval=0.1, ignore=(), what="WAL mode")
+        except TimeoutError:
+            raise sqlite3.OperationalError(
+                f"{self.path}: could not switch the state store to WAL mode within "
+                f"{BUSY_TIMEOUT:.0f} s; is another program holding it open?") from None
 
     def _migrate(self) -> None:
         self._use_wal()

@@ -89,7 +89,7 @@ def test_no_public_name_is_also_a_submodule():
 
 def test_public_callables_win_after_their_modules_are_imported():
     # In a fresh interpreter: the modules first, then the public names.
-    code = ("import json, hybridnb.serve.model_bundle as m, hybridnb.serve.compression, "
+    code = ("import json, hybridnb.serve.model_bundle as m, hybridnb.serve.compress_bundle, "
             "hybridnb.serve.deployment, hybridnb.serve.endpoint, hybridnb.widgets.tabs, "
             "hybridnb.notebooks.sweeps\n"
             "from hybridnb.serve import bundle, compress, deploy\n"

@@ -34,7 +34,7 @@ def compress(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Write a compressed copy of BUNDLE and print the before/after report."""
-    from ..serve.compression import compress as run
+    from ..serve.compress_bundle import compress as run
 
     report = run(
         bundle,

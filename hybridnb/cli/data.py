@@ -26,9 +26,8 @@ def prepare(ctx: typer.Context,
             as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
             ) -> None:
     """Run PIPELINE.yaml: steps in order, shards and a manifest written atomically."""
-    import hybridnb
-    from hybridnb.data import load_pipeline
-
+    from ..data import load_pipeline
+    from ..sites import cluster
     from .common import print_json, table
 
     spec = load_pipeline(pipeline)
@@ -42,7 +41,7 @@ def prepare(ctx: typer.Context,
         kwargs = dict(spec.cluster)
         if workers is not None:
             kwargs["n_workers"] = workers
-        with hybridnb.cluster(where, config=config, **kwargs) as handle:
+        with cluster(where, config=config, **kwargs) as handle:
             result = spec.pipeline.run(dataset, out=target, cluster=handle, force=force)
     summary = result.summary
     if as_json:

@@ -55,10 +55,10 @@ def build(ctx: typer.Context,
                                                    "this package's)."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Build hybridnb's images from a checkout, with docker, podman or buildah."""
+    from ..config.images import KINDS, default_image
     from ..errors import UsageError
     from ..images.build import build_image
     from ..images.builder import find_builder
-    from ..images.names import KINDS, default_image
 
     wanted = list(kinds or KINDS)
     for kind in wanted:  # bad names fail before any builder is looked for

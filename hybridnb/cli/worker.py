@@ -26,8 +26,8 @@ def worker_command(scheduler: str, site_name: str, config: HybridConfig,
                    host: str | None = None, name: str | None = None) -> list[str]:
     """The ``dask worker`` command line for a worker of ``site_name``."""
     from ..config.models import address_is_loopback
-    from ..config.tags import resources_arg, worker_resources
     from ..errors import UsageError
+    from ..resource_tags import resources_arg, worker_resources
 
     site = config.site(site_name)
     cmd = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler,

@@ -30,7 +30,7 @@ from .models import (
     SSHOptions,
 )
 from .problems import ConfigError, ConfigProblem
-from .teams import hub_user, restrict
+from .teams import hub_user
 from .validate import validate
 from .yamlsource import read_yaml
 
@@ -72,7 +72,7 @@ def load_config(*files: str | Path, overrides: Mapping[str, Any] | None = None,
     config = validate(data, origins, [layer.label for layer in layers])
     # Inside a team's hub, a user sees only what their groups may use (config.teams).
     user = hub_user(os.environ if environ is None else environ)
-    return restrict(config, user) if user and config.teams is not None else config
+    return config.restrict(user) if user else config
 
 
 def check_file(path: str | Path) -> HybridConfig:

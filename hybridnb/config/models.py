@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..images.names import DEFAULT_REGISTRY, REGISTRY_PATTERN, TAG_PATTERN, default_image
 from .gateway import GatewayOptions
+from .images import DEFAULT_REGISTRY, REGISTRY_PATTERN, TAG_PATTERN, default_image
 from .teams import Teams
 from .units import format_bytes, parse_bytes
 
@@ -430,7 +430,7 @@ class Jobs(_Model):
 
 
 class Images(_Model):
-    """Where hybridnb's own container images live (:mod:`hybridnb.images.names`)."""
+    """Where hybridnb's own container images live (:mod:`hybridnb.config.images`)."""
 
     registry: str = Field(DEFAULT_REGISTRY, pattern=REGISTRY_PATTERN,
                           description="Registry and path of hybridnb's images, e.g. "
@@ -520,6 +520,30 @@ class HybridConfig(_Model):
             raise UsageError(
                 f"unknown dataset '{name}'{did_you_mean(name, self.datasets)}; configured "
                 f"datasets: {known}. Declare it under 'datasets:' in hybridnb.yaml") from None
+
+    def restrict(self, user: str) -> HybridConfig:
+        """The configuration as ``user`` sees it inside a team's hub (``teams:``).
+
+        Only the sites of their groups remain, each holding only the classifications
+        their groups may handle; datasets on sites they cannot see are gone. Without
+        ``teams:`` it is the configuration itself.
+
+        >>> from hybridnb.config import load_config
+        >>> config = load_config(overrides={"teams": {"groups": {"g": {
+        ...     "members": ["ann"], "sites": ["local"], "classifications": ["public"]}}}})
+        >>> sorted(config.restrict("ann").sites), sorted(config.restrict("zed").sites)
+        (['local'], [])
+        """
+        teams = self.teams
+        if teams is None:
+            return self
+        visible = teams.sites_for(user)
+        classes = set(teams.classifications_for(user))
+        sites = {name: site.model_copy(update={
+            "classifications": [c for c in site.classifications if c in classes]})
+            for name, site in self.sites.items() if name in visible}
+        datasets = {name: d for name, d in self.datasets.items() if d.site in sites}
+        return self.model_copy(update={"sites": sites, "datasets": datasets})
 
     def __repr__(self) -> str:
         return (f"HybridConfig(sites={list(self.sites)}, datasets={list(self.datasets)}, "

@@ -33,7 +33,8 @@ Quotas are limits on what is running at once (``clusters``, ``workers``, ``cpus`
 one means no limit. The hub service (:mod:`hybridnb.hub`) enforces them; users'
 hybridnb asks it before each start (:func:`hybridnb.team.admit`).
 
-Inside a hub (``$JUPYTERHUB_USER`` set) :func:`restrict` narrows the configuration to
+Inside a hub (``$JUPYTERHUB_USER`` set)
+:meth:`HybridConfig.restrict <hybridnb.config.HybridConfig.restrict>` narrows the configuration to
 what the user's groups may use: other sites disappear and each site keeps only the
 classifications the user may handle, so the planner, the sidebar and every start follow.
 """
@@ -48,7 +49,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from .units import parse_bytes
 
 if TYPE_CHECKING:
-    from .models import HybridConfig
     from .problems import ConfigProblem
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -214,30 +214,6 @@ class Teams(_Model):
         if group and self.groups[group].contact:
             return str(self.groups[group].contact)
         return self.contact
-
-
-def restrict(config: HybridConfig, user: str) -> HybridConfig:
-    """The configuration as ``user`` sees it inside the hub.
-
-    Only the sites of their groups remain, each holding only the classifications their
-    groups may handle; datasets on sites they cannot see are gone.
-
-    >>> from hybridnb.config import load_config
-    >>> config = load_config(overrides={"teams": {"groups": {"g": {
-    ...     "members": ["ann"], "sites": ["local"], "classifications": ["public"]}}}})
-    >>> sorted(restrict(config, "ann").sites), sorted(restrict(config, "zed").sites)
-    (['local'], [])
-    """
-    teams = config.teams
-    if teams is None:
-        return config
-    visible = teams.sites_for(user)
-    classes = set(teams.classifications_for(user))
-    sites = {name: site.model_copy(update={
-        "classifications": [c for c in site.classifications if c in classes]})
-        for name, site in config.sites.items() if name in visible}
-    datasets = {name: d for name, d in config.datasets.items() if d.site in sites}
-    return config.model_copy(update={"sites": sites, "datasets": datasets})
 
 
 def hub_user(environ: Mapping[str, str]) -> str | None:

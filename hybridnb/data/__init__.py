@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _LAZY = {
-    "DaskDataset": "hybridnb.data.dataset:DaskDataset",
-    "SPLITS": "hybridnb.data.dataset:SPLITS",
-    "load": "hybridnb.data.datasets:load",
-    "digits": "hybridnb.data.datasets:digits",
-    "synthetic_images": "hybridnb.data.datasets:synthetic_images",
-    "synthetic_table": "hybridnb.data.datasets:synthetic_table",
-    "write_synthetic_parquet": "hybridnb.data.datasets:write_synthetic_parquet",
+    "DaskDataset": "hybridnb.data.dask_dataset:DaskDataset",
+    "SPLITS": "hybridnb.data.dask_dataset:SPLITS",
+    "load": "hybridnb.data.named_datasets:load",
+    "digits": "hybridnb.data.named_datasets:digits",
+    "synthetic_images": "hybridnb.data.named_datasets:synthetic_images",
+    "synthetic_table": "hybridnb.data.named_datasets:synthetic_table",
+    "write_synthetic_parquet": "hybridnb.data.named_datasets:write_synthetic_parquet",
     "read_parquet": "hybridnb.data.readers:read_parquet",
     "read_csv": "hybridnb.data.readers:read_csv",
     "read_npy": "hybridnb.data.readers:read_npy",
@@ -39,8 +39,8 @@ _LAZY = {
     "ClipOutliers": "hybridnb.data.cleaning:ClipOutliers",
     "CheckSchema": "hybridnb.data.cleaning:CheckSchema",
     "FunctionStep": "hybridnb.data.steps:FunctionStep",
-    "register_step": "hybridnb.data.steps:register_step",
-    "known_steps": "hybridnb.data.steps:known_steps",
+    "register_step": "hybridnb.data.step_registry:register_step",
+    "known_steps": "hybridnb.data.step_registry:known_steps",
     "MinMaxScale": "hybridnb.data.transforms:MinMaxScale",
     "StandardScale": "hybridnb.data.transforms:StandardScale",
     "Split": "hybridnb.data.transforms:Split",
@@ -48,7 +48,7 @@ _LAZY = {
     "TableNoise": "hybridnb.data.transforms:TableNoise",
     "transform": "hybridnb.data.transforms:transform",
     "Pipeline": "hybridnb.data.pipeline:Pipeline",
-    "PipelineResult": "hybridnb.data.pipeline:PipelineResult",
+    "PipelineResult": "hybridnb.data.summary:PipelineResult",
     "load_pipeline": "hybridnb.data.pipeline_file:load_pipeline",
     "read_manifest": "hybridnb.data.shards:read_manifest",
     "verify": "hybridnb.data.shards:verify",
@@ -60,15 +60,22 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cleaning import CheckSchema, ClipOutliers, Deduplicate, DropMissing, FillMissing
-    from .dataset import SPLITS, DaskDataset
-    from .datasets import digits, load, synthetic_images, synthetic_table, write_synthetic_parquet
+    from .dask_dataset import SPLITS, DaskDataset
     from .loader import ShardLoader
-    from .pipeline import Pipeline, PipelineResult
+    from .named_datasets import (
+        digits,
+        load,
+        synthetic_images,
+        synthetic_table,
+        write_synthetic_parquet,
+    )
+    from .pipeline import Pipeline
     from .pipeline_file import load_pipeline
     from .readers import read_csv, read_images, read_npy, read_parquet, read_zarr
     from .shards import read_manifest, verify
-    from .steps import FunctionStep, Step, known_steps, register_step
-    from .summary import RunSummary
+    from .step_registry import known_steps, register_step
+    from .steps import FunctionStep, Step
+    from .summary import PipelineResult, RunSummary
     from .transforms import Augment, MinMaxScale, Split, StandardScale, TableNoise, transform
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .dataset import fingerprint
+from ..fileio import atomic_write_text
+from .dask_dataset import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +63,8 @@ class StatsCache:
         return value if isinstance(value, dict) else None
 
     def put(self, key: str, stats: dict[str, Any]) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(stats, fh)
-        os.replace(tmp, path)
+        # A reader (another worker, a later run) never sees half a file.
+        atomic_write_text(self._path(key), json.dumps(stats))
 
     def __repr__(self) -> str:
         return f"StatsCache({str(self.root)!r})"

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..fileio import atomic_write_json, atomic_write_text
 from .cache import FORMAT_VERSION
-from .dataset import DaskDataset
+from .dask_dataset import DaskDataset
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import UsageError, did_you_mean
-from .dataset import DROPPED, DaskDataset
+from .dask_dataset import DROPPED, DaskDataset
 from .moments import table_moments
 from .steps import Compute, Step, StepContext, require_values
 

@@ -5,35 +5,37 @@ parameters, cache key, fitted statistics and the rows they were fit on (``fit_on
 the split and its row count), counts per split, and each shard's files,
 row count and SHA-256 checksums (:func:`hybridnb.data.shards.verify` checks them).
 
->>> build_manifest(pipeline, source, ds, keys, final, reports, records,  # doctest: +SKIP
-...                counts, summary)["counts"]
+>>> build_manifest(name, steps, shard_rows, source, ds, keys, final,  # doctest: +SKIP
+...                reports, records, counts, summary)["counts"]
 {'train': 1437, 'validation': 180, 'test': 180}
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .cache import FORMAT_VERSION
-from .dataset import DaskDataset
+from .dask_dataset import DaskDataset
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
+    from .steps import Step
     from .summary import RunSummary, StepReport
 
 
-def build_manifest(pipeline: Pipeline, source: DaskDataset, ds: DaskDataset, keys: list[str],
-                   final: str, reports: list[StepReport], records: list[dict[str, Any]],
+def build_manifest(name: str, steps: Sequence[Step], shard_rows: int | None,
+                   source: DaskDataset, ds: DaskDataset, keys: list[str], final: str,
+                   reports: list[StepReport], records: list[dict[str, Any]],
                    counts: dict[str, int], summary: RunSummary) -> dict[str, Any]:
-    """The manifest's content (written last, by :func:`hybridnb.data.shards.commit`)."""
-    steps = pipeline.steps
+    """The manifest's content (written last, by :func:`hybridnb.data.shards.commit`) of
+    pipeline ``name`` with ``steps``."""
     return {
         "format": "hybridnb-dataset", "version": FORMAT_VERSION, "key": final,
-        "pipeline": pipeline.name, "name": source.name, "kind": ds.kind, "site": source.site,
+        "pipeline": name, "name": source.name, "kind": ds.kind, "site": source.site,
         "classification": source.classification, "source": source.source,
         "fingerprint": source.fingerprint, "schema": ds.describe(), "target": ds.target,
-        "shard_rows": pipeline.shard_rows,
+        "shard_rows": shard_rows,
         "steps": [{"name": s.name, "params": s.params(), "key": k, "statistics": r.statistics,
                    "fit_on": r.fit_on}
                   for s, k, r in zip(steps, keys, reports[:len(keys)], strict=True)],

@@ -1,6 +1,6 @@
 """Pipelines: declarative steps, run in order on any site's cluster, cached, written atomically.
 
-A run (:mod:`hybridnb.data.run`) makes as few passes over the data as it can: one per
+A run (:mod:`hybridnb.data.pipeline_run`) makes as few passes over the data as it can: one per
 step that fits statistics, one per checkpoint, and one that writes the shards. Row
 counts for the summary ride along with those passes, never a pass of their own.
 
@@ -30,17 +30,17 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError, did_you_mean
 from .cache import StatsCache, chain
 from .checkpoints import Checkpoints
-from .dataset import DaskDataset, fingerprint
-from .run import PipelineRun
-from .runner import Runner, interactive
+from .dask_dataset import DaskDataset, fingerprint
+from .pass_runner import Runner, interactive
+from .pipeline_run import PipelineRun
 from .shards import MANIFEST, clean_stale, commit, read_manifest, temp_dir
-from .steps import Step, as_step
-from .summary import RunSummary, StepReport
+from .step_registry import as_step
+from .steps import Step
+from .summary import PipelineResult, RunSummary, StepReport
 
 if TYPE_CHECKING:
     from ..config import HybridConfig
     from ..sites import ClusterHandle
-    from .loader import ShardLoader
 
 logger = logging.getLogger(__name__)
 
@@ -72,34 +72,8 @@ def check_fit_order(steps: Sequence[Step]) -> None:
 
 
 @dataclass
-class PipelineResult:
-    """A prepared dataset on disk: where it is, its manifest and the run's summary."""
-
-    path: Path
-    manifest: dict[str, Any]
-    summary: RunSummary
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(self.manifest["counts"])
-
-    def loader(self, split: str = "train", **kwargs: Any) -> ShardLoader:
-        """A :class:`~hybridnb.data.loader.ShardLoader` over this output's ``split``."""
-        from .loader import ShardLoader
-
-        return ShardLoader(self.path, split=split, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<PipelineResult {str(self.path)!r}: {self.summary.status}, {self.counts}>"
-
-    def _repr_html_(self) -> str:
-        return (f"<div><b>{escape(str(self.path))}</b> ({escape(self.manifest['kind'])}, "
-                f"{escape(self.manifest['classification'])}){self.summary._repr_html_()}</div>")
-
-
-@dataclass
 class Pipeline:
-    """Steps applied in order to a :class:`~hybridnb.data.dataset.DaskDataset`.
+    """Steps applied in order to a :class:`~hybridnb.data.dask_dataset.DaskDataset`.
 
     Parameters
     ----------
@@ -211,7 +185,7 @@ class Pipeline:
 
                 config = load_config()
         if isinstance(dataset, str):
-            from .datasets import load
+            from .named_datasets import load
 
             dataset = load(dataset, config=config)
         out = Path(out).expanduser()
@@ -234,7 +208,8 @@ class Pipeline:
                 return PipelineResult(out, manifest, summary)
         cache = StatsCache(cache_dir)
         clean_stale(out)
-        run = PipelineRun(self, dataset, keys, runner, cache, Checkpoints(cache.root), marks, out)
+        run = PipelineRun(self.name, self.steps, self.shard_rows, dataset, keys, runner, cache,
+                          Checkpoints(cache.root), marks, out)
         ds = run.build(resume=not force)
         tmp = temp_dir(out)
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, did_you_mean
-from .dataset import DaskDataset
+from .dask_dataset import DaskDataset
 from .pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class PipelineFile:
     site: str | None = None
 
     def load_dataset(self, config: HybridConfig | None = None) -> DaskDataset:
-        from .datasets import load
+        from .named_datasets import load
 
         if isinstance(self.dataset, str):
             return load(self.dataset, config=config)

@@ -2,7 +2,7 @@
 
 Every reader checks what it can before any work: the files exist, they share one schema
 (a clear error names the two files and the column that differs), and the dataset is not
-empty. Each returns a :class:`~hybridnb.data.dataset.DaskDataset` whose fingerprint is
+empty. Each returns a :class:`~hybridnb.data.dask_dataset.DaskDataset` whose fingerprint is
 taken from the files' paths, sizes and modification times, so a changed file changes
 every cache key downstream.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, did_you_mean
-from .dataset import DaskDataset, fingerprint
+from .dask_dataset import DaskDataset, fingerprint
 
 logger = logging.getLogger(__name__)
 

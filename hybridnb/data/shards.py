@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from ..errors import UsageError
 from ..fileio import sha256_file as sha256
-from .dataset import DROPPED, SPLIT_COLUMN, SPLITS
+from .dask_dataset import DROPPED, SPLIT_COLUMN, SPLITS
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pipeline steps: the base class, the registry and plain-function steps.
+"""Pipeline steps: the base class and plain-function steps.
 
 A step is a small frozen dataclass: its fields are its parameters (hashed into cache
 keys and recorded in the manifest). It may :meth:`Step.fit` statistics in one
@@ -6,18 +6,14 @@ distributed pass, then :meth:`Step.apply` returns a new lazy dataset. Steps neve
 compute in ``apply``: the pipeline streams all of them in a single final pass.
 
 Cleaning steps live in :mod:`hybridnb.data.cleaning`, scaling, splitting and
-augmentation in :mod:`hybridnb.data.transforms`.
+augmentation in :mod:`hybridnb.data.transforms`; names find steps through
+:mod:`hybridnb.data.step_registry` (which imports them all, so this base imports none).
 
 A user step is a plain function: for tables it takes and returns a pandas DataFrame
 (one partition), for tensors it takes and returns a NumPy block of samples.
 
->>> from hybridnb.data.steps import make_step
->>> make_step("drop_missing", {"how": "all"})
-DropMissing(columns=None, how='all')
->>> make_step("drop_missing", {"hwo": "all"})  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-hybridnb.errors.UsageError: step 'drop_missing': unknown parameter 'hwo' (did you mean 'how'?)...
+>>> FunctionStep(lambda df: df.dropna())   # doctest: +ELLIPSIS
+FunctionStep(fn=<function <lambda> at ...>, kwargs={})
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import UsageError, did_you_mean
-from .dataset import SPLIT_COLUMN, DaskDataset, fingerprint
+from .dask_dataset import SPLIT_COLUMN, DaskDataset, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +52,7 @@ class Step:
 
     Statistics come from the training rows only: once a split step has run, the
     dataset :meth:`fit` sees holds the ``train`` split and nothing else (see
-    :meth:`~hybridnb.data.dataset.DaskDataset.fit_view`), and a pipeline whose step
+    :meth:`~hybridnb.data.dask_dataset.DaskDataset.fit_view`), and a pipeline whose step
     :attr:`learns` from rows before its split is refused, since it would learn from
     validation and test rows.
     """
@@ -205,100 +201,3 @@ def _call_keep_split(part: Any, fn: Callable[..., Any], **kwargs: Any) -> Any:
     # The split column is ours, not the user's: hide it from their function.
     out = fn(part.drop(columns=[SPLIT_COLUMN]), **kwargs)
     return out.assign(**{SPLIT_COLUMN: part[SPLIT_COLUMN]})
-
-
-# -- registry -----------------------------------------------------------------------------
-
-_REGISTRY: dict[str, Callable[..., Step]] = {}
-
-
-def register_step(name: str, factory: Callable[..., Any]) -> None:
-    """Make a step usable by name (in YAML): a :class:`Step` subclass or a plain function.
-
-    >>> def clamp(df, hi=1.0):
-    ...     return df.clip(upper=hi)
-    >>> register_step("clamp", clamp)
-    >>> make_step("clamp", {"hi": 2.0}).params()["kwargs"]
-    {'hi': 2.0}
-    """
-    if isinstance(factory, type) and issubclass(factory, Step):
-        _REGISTRY[name] = factory
-    else:
-        def build(*, checkpoint: bool | None = None, **kwargs: Any) -> Step:
-            _check_kwargs(name, factory, kwargs)
-            return FunctionStep(factory, dict(kwargs), checkpoint=checkpoint)
-
-        _REGISTRY[name] = build
-
-
-def _check_kwargs(name: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
-    sig = inspect.signature(fn)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    allowed = list(sig.parameters)[1:]
-    for key in kwargs:
-        if key not in allowed:
-            raise UsageError(f"step '{name}': unknown parameter '{key}'"
-                             f"{did_you_mean(key, allowed)}; parameters: "
-                             f"{', '.join(allowed) or 'none'}")
-
-
-def known_steps() -> list[str]:
-    """Names usable in a pipeline definition.
-
-    >>> "standard_scale" in known_steps()
-    True
-    """
-    _builtins()
-    return sorted(_REGISTRY)
-
-
-def make_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
-    """Build a registered step from its name and parameters, with clear errors."""
-    _builtins()
-    params = dict(params or {})
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UsageError(f"unknown step '{name}'{did_you_mean(name, _REGISTRY)}; known "
-                         f"steps: {', '.join(sorted(_REGISTRY))}") from None
-    if isinstance(factory, type) and dataclasses.is_dataclass(factory):
-        allowed = [f.name for f in dataclasses.fields(factory) if f.name != "checkpoint"]
-        allowed.append("checkpoint")
-        for key in params:
-            if key not in allowed:
-                raise UsageError(f"step '{name}': unknown parameter '{key}'"
-                                 f"{did_you_mean(key, allowed)}; parameters: "
-                                 f"{', '.join(allowed)}")
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        raise UsageError(f"step '{name}': {exc}") from None
-
-
-def as_step(item: Any) -> Step:
-    """A :class:`Step` from a step, a plain function, or ``{"name": {params}}``."""
-    if isinstance(item, Step):
-        return item
-    if isinstance(item, Mapping):
-        if len(item) != 1:
-            raise UsageError(f"a step is written as {{name: {{parameters}}}}, got {dict(item)!r}")
-        (name, params), = item.items()
-        return make_step(str(name), params or {})
-    if isinstance(item, str):
-        return make_step(item)
-    if callable(item):
-        return FunctionStep(item)
-    raise UsageError(f"not a step: {item!r}; use a Step, a function or {{name: {{...}}}}")
-
-
-def _builtins() -> None:
-    if _REGISTRY.get("drop_missing"):
-        return
-    from . import cleaning, transforms
-
-    for cls in (cleaning.DropMissing, cleaning.FillMissing, cleaning.Deduplicate,
-                cleaning.ClipOutliers, cleaning.CheckSchema,
-                transforms.MinMaxScale, transforms.StandardScale, transforms.Split,
-                transforms.Augment, transforms.TableNoise):
-        _REGISTRY.setdefault(cls.name, cls)

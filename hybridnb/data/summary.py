@@ -1,4 +1,5 @@
-"""What a pipeline run did: per step status, rows in and out, statistics and time.
+"""What a pipeline run did: per step status, rows in and out, statistics and time; and
+the prepared dataset it wrote (:class:`PipelineResult`).
 
 >>> s = RunSummary("digits", [StepReport("split", "ran", 10, 10, 0.5)], status="done")
 >>> print(s)  # doctest: +NORMALIZE_WHITESPACE
@@ -11,7 +12,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from html import escape
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .loader import ShardLoader
 
 COLUMNS = ("step", "status", "rows in", "rows out", "dropped", "seconds")
 
@@ -110,3 +115,29 @@ class RunSummary:
                 f"<table><tr>{head}</tr>{body}</table>"
                 f"<p>splits: {splits or 'none'}; total {self.seconds:.2f} s; "
                 f"out {escape(self.out)}</p></div>")
+
+
+@dataclass
+class PipelineResult:
+    """A prepared dataset on disk: where it is, its manifest and the run's summary."""
+
+    path: Path
+    manifest: dict[str, Any]
+    summary: RunSummary
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.manifest["counts"])
+
+    def loader(self, split: str = "train", **kwargs: Any) -> ShardLoader:
+        """A :class:`~hybridnb.data.loader.ShardLoader` over this output's ``split``."""
+        from .loader import ShardLoader
+
+        return ShardLoader(self.path, split=split, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<PipelineResult {str(self.path)!r}: {self.summary.status}, {self.counts}>"
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>{escape(str(self.path))}</b> ({escape(self.manifest['kind'])}, "
+                f"{escape(self.manifest['classification'])}){self.summary._repr_html_()}</div>")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UsageError
-from .dataset import DROPPED, SPLIT_CODES, SPLIT_COLUMN, DaskDataset
+from .dask_dataset import DROPPED, SPLIT_CODES, SPLIT_COLUMN, DaskDataset
 from .moments import table_moments
 from .preprocessing import affine, from_manifest
 from .steps import Compute, Step, StepContext, require_values

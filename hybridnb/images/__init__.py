@@ -1,6 +1,6 @@
 """hybridnb's container images: their names, and building them with what the machine has.
 
-- :mod:`hybridnb.images.names` (pure): ``REGISTRY/KIND:TAG``, the defaults that rendered
+- :mod:`hybridnb.config.images` (pure): ``REGISTRY/KIND:TAG``, the defaults that rendered
   manifests use (:func:`default_image`).
 - :mod:`hybridnb.images.builder`: finds docker, podman or buildah and drives it: lists,
   inspects and runs images.
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
-from .names import DEFAULT_REGISTRY, KINDS, VARIANTS, default_image, image_tag
+from ..config.images import DEFAULT_REGISTRY, KINDS, VARIANTS, default_image, image_tag
 
 _LAZY = {
     "Builder": "hybridnb.images.builder:Builder",

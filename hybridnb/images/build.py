@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ..config.images import KINDS, VARIANTS, default_image
 from ..errors import OperationError, UsageError
 from .builder import (
     REVISION_LABEL,
@@ -36,7 +37,6 @@ from .builder import (
     find_builder,
     last_lines,
 )
-from .names import KINDS, VARIANTS, default_image
 
 logger = logging.getLogger(__name__)
 

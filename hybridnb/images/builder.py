@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.images import DESCRIPTIONS
 from ..errors import OperationError, UsageError
-from .names import DESCRIPTIONS
 
 #: The builders hybridnb drives, in the order :func:`find_builder` tries them.
 BUILDERS = ("docker", "podman", "buildah")

@@ -177,7 +177,7 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
 
 
 def _latency_of(url: str) -> dict[str, float] | None:
-    from ..monitor.exposition import parse
+    from ..exposition import parse
     from ..monitor.scrape import http_get
     from ..monitor.targets import metrics_url
 

@@ -15,9 +15,11 @@ cluster (``hybridnb.sites.kubernetes``, later training and serving) only submits
   git-ignored), so that no other manifest holds a secret value;
 - :mod:`hybridnb.k8s.monitoring`: the prometheus-operator ``ServiceMonitor``.
 
-This module holds the vocabulary every builder shares (labels, quantities) and imports
-only the standard library: the builders and validators load on first use.
+The vocabulary every builder shares lives in :mod:`hybridnb.k8s.labels` (labels, one
+``hybridnb.io/`` prefix) and :mod:`hybridnb.k8s.quantities`; everything here loads on
+first use.
 
+>>> from hybridnb.k8s import cpu_quantity, memory_quantity, standard_labels
 >>> standard_labels("gke")
 {'app.kubernetes.io/managed-by': 'hybridnb', 'hybridnb.io/site': 'gke'}
 >>> cpu_quantity(0.5), memory_quantity(8 * 2**30)
@@ -26,74 +28,20 @@ only the standard library: the builders and validators load on first use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
 
-#: Every object hybridnb creates carries this label, so ``hybridnb gc`` and people can
-#: find them (``kubectl get all -l app.kubernetes.io/managed-by=hybridnb``).
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "hybridnb"
-#: The hybridnb site an object belongs to.
-SITE_LABEL = "hybridnb.io/site"
-
-
-def standard_labels(site: str | None = None,
-                    extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The labels every hybridnb object carries, plus ``extra``.
-
-    Parameters
-    ----------
-    site:
-        Name of the hybridnb site the object belongs to, if any.
-    extra:
-        More labels; they win over the standard ones.
-
-    Examples
-    --------
-    >>> standard_labels(extra={"app.kubernetes.io/name": "digits"})
-    {'app.kubernetes.io/managed-by': 'hybridnb', 'app.kubernetes.io/name': 'digits'}
-    """
-    labels = {MANAGED_BY_LABEL: MANAGED_BY}
-    if site is not None:
-        labels[SITE_LABEL] = site
-    labels.update(extra or {})
-    return labels
-
-
-def cpu_quantity(cores: float) -> str:
-    """A Kubernetes CPU quantity: whole cores as ``"2"``, fractions in millicores.
-
-    Strings, not numbers: the Dask CRDs type every quantity as a string.
-
-    >>> cpu_quantity(2.0), cpu_quantity(1.25)
-    ('2', '1250m')
-    """
-    if cores < 0:
-        raise ValueError(f"a CPU quantity cannot be negative, got {cores!r}")
-    if float(cores).is_integer():
-        return str(int(cores))
-    return f"{max(1, round(cores * 1000))}m"
-
-
-def memory_quantity(n_bytes: int | float) -> str:
-    """A Kubernetes memory quantity: the largest exact binary suffix, else bytes.
-
-    >>> memory_quantity(256 * 2**20), memory_quantity(1_500_000_000)
-    ('256Mi', '1500000000')
-    """
-    n = int(n_bytes)
-    if n < 0:
-        raise ValueError(f"a memory quantity cannot be negative, got {n_bytes!r}")
-    for suffix, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if n and n % size == 0:
-            return f"{n // size}{suffix}"
-    return str(n)
-
-
 # Public name -> "module:attribute": the builders and validators import on first use.
 _LAZY = {
+    "MANAGED_BY": "hybridnb.k8s.labels:MANAGED_BY",
+    "MANAGED_BY_LABEL": "hybridnb.k8s.labels:MANAGED_BY_LABEL",
+    "SITE_LABEL": "hybridnb.k8s.labels:SITE_LABEL",
+    "standard_labels": "hybridnb.k8s.labels:standard_labels",
+    "label_key": "hybridnb.k8s.labels:label_key",
+    "cpu_quantity": "hybridnb.k8s.quantities:cpu_quantity",
+    "memory_quantity": "hybridnb.k8s.quantities:memory_quantity",
+    "KubeSite": "hybridnb.k8s.dask:KubeSite",
     "dask_cluster_manifest": "hybridnb.k8s.dask:dask_cluster_manifest",
     "dask_autoscaler_manifest": "hybridnb.k8s.dask:dask_autoscaler_manifest",
     "tls_secret_manifest": "hybridnb.k8s.dask:tls_secret_manifest",
@@ -110,20 +58,39 @@ _LAZY = {
 }
 
 __all__ = [
-    "MANAGED_BY", "MANAGED_BY_LABEL", "SITE_LABEL", "ManifestError", "ManifestProblem",
-    "assert_valid", "cpu_quantity", "dask_autoscaler_manifest", "dask_cluster_manifest",
-    "dns_label", "memory_quantity", "register_crd", "register_crd_schema", "standard_labels",
-    "tls_secret_manifest", "tls_secret_name", "to_dns_label", "validate_manifest",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "SITE_LABEL",
+    "KubeSite",
+    "ManifestError",
+    "ManifestProblem",
+    "assert_valid",
+    "cpu_quantity",
+    "dask_autoscaler_manifest",
+    "dask_cluster_manifest",
+    "dns_label",
+    "label_key",
+    "memory_quantity",
+    "register_crd",
+    "register_crd_schema",
+    "standard_labels",
+    "tls_secret_manifest",
+    "tls_secret_name",
+    "to_dns_label",
+    "validate_manifest",
     "write_manifests",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .dask import (
+        KubeSite,
         dask_autoscaler_manifest,
         dask_cluster_manifest,
         tls_secret_manifest,
         tls_secret_name,
     )
+    from .labels import MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL, label_key, standard_labels
+    from .quantities import cpu_quantity, memory_quantity
     from .validate import (
         ManifestError,
         ManifestProblem,

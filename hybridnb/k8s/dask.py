@@ -10,8 +10,11 @@ maintainers own its shape — and hybridnb adds what a site needs:
   Kubernetes requests (and a memory limit) *and* as ``--nthreads``/``--memory-limit``,
   so Dask uses what the pod was given rather than what the node has;
 - the worker resources every hybridnb worker carries (``site-<name>``,
-  ``data-<classification>``; see :mod:`hybridnb.config.tags`), so work can be pinned
+  ``data-<classification>``; see :mod:`hybridnb.resource_tags`), so work can be pinned
   to the site;
+- all of it from a :class:`KubeSite` of plain values, which
+  :func:`hybridnb.sites.kubernetes.kube_site` makes from a configured site: the
+  builders know nothing of the configuration;
 - labels ``app.kubernetes.io/managed-by: hybridnb`` and ``hybridnb.io/site: <name>``
   (the operator copies them to the scheduler and worker pods);
 - TLS when ``site.tls``: certificates mounted from a Secret (see
@@ -23,9 +26,8 @@ Caveat for TLS: dask-kubernetes' ``KubeCluster`` and the operator's RPC fallback
 the scheduler at ``tcp://``; with TLS, connect with ``Client("tls://…",
 security=...)`` (the operator scales through the scheduler's HTTP API, which still works).
 
->>> from hybridnb.config import load_config
->>> site = load_config(overrides={"sites": {"gke": {"backend": "kubernetes",
-...     "tier": "private", "capacity": {"cpu": 8, "memory": "32GiB"}}}}).site("gke")
+>>> site = KubeSite("gke", "ghcr.io/dask/dask:2024.8.0", tls=False,
+...                 resources={"site-gke": 1e6})
 >>> dask_cluster_manifest(site, "demo", n_workers=2)["spec"]["worker"]["replicas"]
 2
 """
@@ -34,20 +36,41 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import UsageError
-from . import cpu_quantity, memory_quantity, standard_labels
+from ..resource_tags import resources_arg
+from .labels import standard_labels
+from .quantities import cpu_quantity, memory_quantity
 from .validate import dns_label, label_value
-
-if TYPE_CHECKING:
-    from ..config import Site
 
 #: Where the TLS Secret is mounted in scheduler and worker containers.
 TLS_MOUNT_PATH = "/etc/hybridnb/tls"
 TLS_VOLUME = "hybridnb-tls"
 #: The scheduler's comm port in dask-kubernetes' spec (its Service port ``tcp-comm``).
 SCHEDULER_PORT = 8786
+
+
+@dataclass(frozen=True)
+class KubeSite:
+    """What a ``DaskCluster`` needs to know of its site, as plain values.
+
+    ``resources`` are the Dask worker resources every worker carries (``site-<name>``,
+    ``data-<classification>``); ``worker_cpu``/``worker_memory`` (cores, bytes) size the
+    workers' pods; ``tls`` encrypts the cluster's comms.
+    """
+
+    name: str
+    #: The scheduler's and workers' image (configured: hybridnb's worker image).
+    image: str
+    namespace: str = "default"
+    env: Mapping[str, str] = field(default_factory=dict)
+    service_account: str | None = None
+    worker_cpu: float | None = None
+    worker_memory: int | None = None
+    tls: bool = True
+    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 def tls_secret_name(cluster: str) -> str:
@@ -77,7 +100,7 @@ def dask_tls_env(mount_path: str = TLS_MOUNT_PATH) -> dict[str, str]:
 
 
 def dask_cluster_manifest(
-    site: Site,
+    site: KubeSite,
     name: str,
     n_workers: int | None = None,
     *,
@@ -96,8 +119,9 @@ def dask_cluster_manifest(
     Parameters
     ----------
     site:
-        A site with ``backend: kubernetes``; its ``kubernetes`` block gives the
-        namespace, image, environment, service account and worker size.
+        The site: namespace, image, environment, service account, worker size, TLS and
+        worker resources (:func:`hybridnb.sites.kubernetes.kube_site` makes one from a
+        site with ``backend: kubernetes``).
     name:
         The cluster's name: a DNS-1123 label of at most 53 characters (the operator
         names the scheduler Service ``<name>-scheduler``).
@@ -112,8 +136,7 @@ def dask_cluster_manifest(
     scheduler_resources:
         Kubernetes resource requirements of the scheduler container.
     dask_resources:
-        Dask worker resources; None gives the site's tags (``site-<name>``,
-        ``data-<classification>``, see :func:`hybridnb.config.tags.worker_resources`).
+        Dask worker resources; None gives the site's (``site.resources``).
     tls:
         Encrypt and authenticate Dask comms; None uses ``site.tls``. The certificates
         come from the Secret ``tls_secret`` (default ``<name>-tls``, see
@@ -127,29 +150,19 @@ def dask_cluster_manifest(
     Raises
     ------
     UsageError
-        A name that Kubernetes would reject, a site without the kubernetes backend, or
-        a negative worker count.
+        A name that Kubernetes would reject, or a negative worker count.
 
     Examples
     --------
-    >>> from hybridnb.config import load_config
-    >>> site = load_config(overrides={"sites": {"gke": {"backend": "kubernetes",
-    ...     "tier": "public", "kubernetes": {"namespace": "ml"},
-    ...     "capacity": {"cpu": 64, "memory": "256GiB"}}}}).site("gke")
-    >>> m = dask_cluster_manifest(site, "demo", n_workers=3)
+    >>> m = dask_cluster_manifest(KubeSite("gke", "ghcr.io/dask/dask:2024.8.0", namespace="ml"),
+    ...                           "demo", n_workers=3)
     >>> m["metadata"]["namespace"], m["metadata"]["labels"]["hybridnb.io/site"]
     ('ml', 'gke')
-    >>> m["spec"]["scheduler"]["spec"]["containers"][0]["args"][-2:]  # public: TLS
+    >>> m["spec"]["scheduler"]["spec"]["containers"][0]["args"][-2:]  # TLS
     ['--protocol', 'tls']
     """
-    from ..config import KubernetesOptions
-
-    if site.backend != "kubernetes":
-        raise UsageError(f"site '{site.name}' uses the '{site.backend}' backend; a "
-                         "DaskCluster needs a site with 'backend: kubernetes'")
-    opts = site.kubernetes or KubernetesOptions()
     dns_label(name, what="cluster name", max_length=53)
-    namespace = dns_label(opts.namespace, what=f"namespace of site '{site.name}'")
+    namespace = dns_label(site.namespace, what=f"namespace of site '{site.name}'")
     label_value(site.name, what="site name (used as a label value)")
     if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 0):
         raise UsageError(f"n_workers must be a whole number >= 0, got {n_workers!r}")
@@ -164,11 +177,11 @@ def dask_cluster_manifest(
         n_workers = dask.config.get("kubernetes.count.start")
     passed = {k: v for k, v in (("scheduler_service_type", scheduler_service_type),
                                 ("idle_timeout", idle_timeout)) if v is not None}
-    merged_env = {k: str(v) for k, v in {**opts.env, **(env or {})}.items()}
+    merged_env = {k: str(v) for k, v in {**site.env, **(env or {})}.items()}
     # distributed 2026.6 removed the dask-worker/dask-scheduler scripts that
     # make_cluster_spec still runs; `dask worker`/`dask scheduler` exist since 2022.10.
     manifest = _drop_none(make_cluster_spec(
-        name=name, image=opts.image, n_workers=int(n_workers), resources=None,
+        name=name, image=site.image, n_workers=int(n_workers), resources=None,
         env=merged_env or None, worker_command="dask worker", **passed))
 
     manifest["metadata"]["namespace"] = namespace
@@ -179,27 +192,28 @@ def dask_cluster_manifest(
     if scheduler["args"][:1] == ["dask-scheduler"]:
         scheduler["args"] = ["dask", "scheduler", *scheduler["args"][1:]]
 
-    worker_resources = dict(resources) if resources is not None else _site_resources(opts)
+    worker_resources = dict(resources) if resources is not None else _site_resources(site)
     if worker_resources:
         worker["resources"] = worker_resources
     if scheduler_resources:
         scheduler["resources"] = dict(scheduler_resources)
-    worker["args"] += ["--resources", _dask_resources_arg(site, dask_resources)]
-    if opts.worker_cpu:
+    worker["args"] += ["--resources", resources_arg(site.resources if dask_resources is None
+                                                    else dask_resources)]
+    if site.worker_cpu:
         # Without this, Dask starts one thread per core of the node, not of the pod.
-        worker["args"] += ["--nthreads", str(max(1, int(opts.worker_cpu)))]
-    if opts.worker_memory:
-        worker["args"] += ["--memory-limit", str(opts.worker_memory)]
-    if opts.service_account:
-        scheduler_pod["serviceAccountName"] = opts.service_account
-        worker_pod["serviceAccountName"] = opts.service_account
+        worker["args"] += ["--nthreads", str(max(1, int(site.worker_cpu)))]
+    if site.worker_memory:
+        worker["args"] += ["--memory-limit", str(site.worker_memory)]
+    if site.service_account:
+        scheduler_pod["serviceAccountName"] = site.service_account
+        worker_pod["serviceAccountName"] = site.service_account
     if use_tls:
         _add_tls(scheduler_pod, worker_pod, name=name, namespace=namespace, secret=secret)
     return manifest
 
 
 def dask_autoscaler_manifest(name: str, minimum: int, maximum: int, *,
-                             site: Site | None = None, namespace: str | None = None,
+                             site: KubeSite | None = None, namespace: str | None = None,
                              ) -> dict[str, Any]:
     """The ``DaskAutoscaler`` that keeps cluster ``name`` between ``minimum`` and
     ``maximum`` workers, following the scheduler's adaptive target.
@@ -229,8 +243,8 @@ def dask_autoscaler_manifest(name: str, minimum: int, maximum: int, *,
         raise UsageError(f"autoscaler minimum ({minimum}) is above its maximum ({maximum})")
     metadata: dict[str, Any] = {"name": name,
                                 "labels": standard_labels(site.name if site else None)}
-    if namespace is None and site is not None and site.kubernetes is not None:
-        namespace = site.kubernetes.namespace
+    if namespace is None and site is not None:
+        namespace = site.namespace
     if namespace is not None:
         metadata["namespace"] = dns_label(namespace, what="namespace")
     return {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskAutoscaler",
@@ -289,12 +303,6 @@ def _site_resources(opts: Any) -> dict[str, Any]:
     if opts.worker_memory:
         requests["memory"] = limits["memory"] = memory_quantity(opts.worker_memory)
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
-
-
-def _dask_resources_arg(site: Site, resources: Mapping[str, float] | None) -> str:
-    from ..config.tags import resources_arg, worker_resources
-
-    return resources_arg(worker_resources(site) if resources is None else resources)
 
 
 def _add_tls(scheduler_pod: dict[str, Any], worker_pod: dict[str, Any], *, name: str,

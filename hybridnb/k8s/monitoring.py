@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .labels import NAME_LABEL
+
 MONITORING = "monitoring.coreos.com"
 
 
@@ -45,6 +47,5 @@ def service_monitor_manifest(name: str, *, namespace: str = "default",
     if labels:
         meta["labels"] = dict(labels)
     return {"apiVersion": f"{MONITORING}/v1", "kind": "ServiceMonitor", "metadata": meta,
-            "spec": {"selector": {"matchLabels": dict(selector or
-                                                      {"app.kubernetes.io/name": name})},
+            "spec": {"selector": {"matchLabels": dict(selector or {NAME_LABEL: name})},
                      "endpoints": [endpoint]}}

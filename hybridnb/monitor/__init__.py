@@ -8,7 +8,7 @@
 - :class:`Rule`, :func:`default_rules`, :func:`load_rules`: alerting.
 - :func:`write_exports`: Prometheus file_sd and rules, Grafana, Kubernetes objects.
 - :func:`parse_exposition`, :class:`ExpositionParser`: the Prometheus text format,
-  parsed fast enough to scrape every second (:mod:`~hybridnb.monitor.exposition`).
+  parsed fast enough to scrape every second (:mod:`~hybridnb.exposition`).
 
 Imports are lazy: ``import hybridnb.monitor`` loads nothing heavy.
 
@@ -32,8 +32,8 @@ _LAZY = {
     "Collector": "hybridnb.monitor.collector:Collector",
     "Target": "hybridnb.monitor.targets:Target",
     "discover": "hybridnb.monitor.targets:discover",
-    "ExpositionParser": "hybridnb.monitor.exposition:ExpositionParser",
-    "parse_exposition": "hybridnb.monitor.exposition:parse",
+    "ExpositionParser": "hybridnb.exposition:ExpositionParser",
+    "parse_exposition": "hybridnb.exposition:parse",
     "Monitor": "hybridnb.monitor.query:Monitor",
     "Rule": "hybridnb.monitor.alerts:Rule",
     "AlertManager": "hybridnb.monitor.alerts:AlertManager",
@@ -57,6 +57,8 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ..exposition import ExpositionParser
+    from ..exposition import parse as parse_exposition
     from .alerts import AlertManager, Rule, default_rules, load_rules, rules_yaml
     from .collector import Collector
     from .exports import (
@@ -68,8 +70,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         status,
         write_exports,
     )
-    from .exposition import ExpositionParser
-    from .exposition import parse as parse_exposition
     from .names import FAMILIES, MetricFamily, host_exposition, register_metric
     from .plots import dashboard, plot_cluster, plot_latency, plot_requests, plot_training
     from .query import Monitor

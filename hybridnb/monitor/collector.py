@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
+from ..exposition import SeriesKey
 from ..state import Kind, StateStore
-from .exposition import SeriesKey
 from .scrape import HTTPScraper, KeyedSample, RunReader, TimedSample
 from .store import SampleStore
 from .targets import JOBS, WORKER_JOB, Target, discover, metrics_url

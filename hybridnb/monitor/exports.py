@@ -102,10 +102,24 @@ def grafana_dashboard(title: str = "hybridnb") -> dict[str, Any]:
 
 
 def _meta(name: str, namespace: str, labels: dict[str, str] | None) -> dict[str, Any]:
+    from ..k8s.labels import standard_labels
     from ..k8s.validate import dns_label
 
     return {"name": dns_label(name), "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "hybridnb", **(labels or {})}}
+            "labels": standard_labels(extra=labels)}
+
+
+def endpoint_selector() -> dict[str, str]:
+    """The labels every endpoint Service hybridnb renders carries, whatever its name
+    (:func:`hybridnb.serve.render.kubernetes_manifests`): what one ServiceMonitor for all
+    endpoints selects.
+
+    >>> endpoint_selector()
+    {'app.kubernetes.io/managed-by': 'hybridnb', 'app.kubernetes.io/component': 'endpoint'}
+    """
+    from ..k8s.labels import COMPONENT_LABEL, ENDPOINT_COMPONENT, standard_labels
+
+    return standard_labels(extra={COMPONENT_LABEL: ENDPOINT_COMPONENT})
 
 
 def service_monitor(name: str, *, namespace: str = "default",
@@ -151,7 +165,7 @@ def write_exports(out_dir: str | Path, *, rules: list[Rule] | None = None,
     rules = default_rules() if rules is None else rules
     targets = discover(state) if targets is None else targets
     k8s = [service_monitor("hybridnb-endpoints", namespace=namespace,
-                           selector={"app.kubernetes.io/part-of": "hybridnb"}),
+                           selector=endpoint_selector()),
            prometheus_rule(rules, namespace=namespace)]
     for obj in k8s:  # against prometheus-operator's CRD schemas: nothing invalid is written
         assert_valid(obj)

@@ -2,7 +2,7 @@
 
 The collector scrapes the same targets every second, so each target keeps its own
 connection (HTTP/1.1 keep-alive, where the server allows it) and its own
-:class:`~hybridnb.monitor.exposition.ExpositionParser`, which parses a series' labels
+:class:`~hybridnb.exposition.ExpositionParser`, which parses a series' labels
 only the first time it sees them. Both matter: at 20 targets a second, connecting and
 parsing were most of the collector's CPU.
 
@@ -16,7 +16,7 @@ import http.client
 import time
 import urllib.parse
 
-from .exposition import ExpositionParser, SeriesKey
+from ..exposition import ExpositionParser, SeriesKey
 
 Labels = dict[str, str]
 KeyedSample = tuple[SeriesKey, float]

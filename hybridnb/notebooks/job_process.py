@@ -110,7 +110,7 @@ def remote_run(text: str, parameters: dict[str, Any], timeout: float | None,
 
     from distributed import Event, get_worker
 
-    from ..train.launch import stop_tree
+    from ..processes import stop_tree
 
     with tempfile.TemporaryDirectory(prefix="hybridnb-job-") as tmp:
         src, out = Path(tmp) / "notebook.ipynb", Path(tmp) / "output.ipynb"

@@ -77,6 +77,7 @@ def notebook_job(notebook: str | Path, parameters: dict[str, Any] | None = None,
     """
     import yaml
 
+    from ..k8s.labels import NAME_LABEL, label_key, standard_labels
     from ..k8s.pods import container_security_context, pod_security_context
     from ..k8s.secrets import secret_manifest, secret_ref
     from ..k8s.validate import assert_valid, to_dns_label
@@ -95,8 +96,7 @@ def notebook_job(notebook: str | Path, parameters: dict[str, Any] | None = None,
     # 52: room for "-secrets", and for the pod names the Job controller derives.
     job_name = to_dns_label(name or f"nb-{path.stem}-{digest}", max_length=52)
     secret_name = f"{job_name}-secrets"
-    labels = {"app.kubernetes.io/name": "hybridnb-notebook",
-              "app.kubernetes.io/managed-by": "hybridnb", "hybridnb/notebook": job_name}
+    labels = standard_labels(extra={NAME_LABEL: "hybridnb-notebook", label_key("job"): job_name})
     config_map = {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": job_name, "namespace": namespace, "labels": dict(labels)},

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _LAZY = {
+    # One function, two names: write_bundle is the glossary's, bundle the one DESIGN.md
+    # fixes (docs/glossary.md, "bundle").
+    "write_bundle": "hybridnb.serve.model_bundle:bundle",
     "bundle": "hybridnb.serve.model_bundle:bundle",
     "load_bundle": "hybridnb.serve.model_bundle:load_bundle",
     "Bundle": "hybridnb.serve.model_bundle:Bundle",
@@ -30,7 +33,7 @@ _LAZY = {
     "Endpoint": "hybridnb.serve.endpoint:Endpoint",
     "AutoscalePolicy": "hybridnb.serve.autoscale:AutoscalePolicy",
     "POLICIES": "hybridnb.serve.router:POLICIES",
-    "compress": "hybridnb.serve.compression:compress",
+    "compress": "hybridnb.serve.compress_bundle:compress",
 }
 
 __all__ = list(_LAZY)
@@ -38,9 +41,10 @@ __all__ = list(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .app import create_app
     from .autoscale import AutoscalePolicy
-    from .compression import compress
+    from .compress_bundle import compress
     from .endpoint import Endpoint, deploy
     from .model_bundle import Bundle, BundleError, TensorSpec, bundle, load_bundle
+    from .model_bundle import bundle as write_bundle
     from .process import ServerProcess, start_server
     from .router import POLICIES
     from .server import ServerThread, run_server

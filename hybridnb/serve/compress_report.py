@@ -156,20 +156,12 @@ def eval_arrays(data: Any, b: Bundle) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _digits_test_split(b: Bundle) -> tuple[np.ndarray, np.ndarray, str]:
     """The digits ``hybridnb train`` holds out by default (same fraction, seed, strata)."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from ..data.digits_split import digits_split
 
-    from ..train.spec import DataSpec
-
-    spec = DataSpec(dataset="digits")
-    bunch = load_digits()
-    y = np.asarray(bunch.target)
-    _, test = train_test_split(
-        np.arange(len(y)), test_size=spec.test_fraction, stratify=y, random_state=spec.split_seed
-    )
-    x = _fit(np.asarray(bunch.images, np.float32)[test], b, "digits")
-    return x, y[test], f"digits (the {len(test)} images hybridnb train holds out)"
+    images, labels, parts = digits_split()
+    test = parts["test"]
+    x = _fit(images[test], b, "digits")
+    return x, labels[test], f"digits (the {len(test)} images hybridnb train holds out)"
 
 
 def _prepared_test_split(path: Path, b: Bundle) -> tuple[np.ndarray, np.ndarray, str]:

@@ -20,11 +20,11 @@ from typing import Any
 
 from .. import lifecycle, team
 from ..errors import OperationError, UsageError
+from ..processes import tail
 from ..state import StateStore
 from .autoscale import AutoscalePolicy
 from .deployment import Deployment
 from .model_bundle import Bundle, load_bundle
-from .process import _tail
 from .settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class Endpoint:
 
     def logs(self, lines: int = 50) -> dict[str, str]:
         """The last ``lines`` of each replica's log, by replica index, plus the events."""
-        logs = {f"replica-{r.index}": _tail(r.process.log, lines)
+        logs = {f"replica-{r.index}": tail(r.process.log, lines)
                 for r in self._d.pool.replicas if r.process is not None}
         logs["events"] = "\n".join(m for _, m in self._d.events[-lines:])
         return logs
@@ -207,13 +207,14 @@ class Endpoint:
 
 
 def _parse(text: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
+    # The one parser of Prometheus text (the collector's): names as exposed, as a
+    # Prometheus server stores them.
+    from ..exposition import parse
 
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    for name, sample_labels, value in parse(text):
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample_labels.items()))
+        out[f"{name}{{{labels}}}" if labels else name] = value
     return out
 
 

@@ -263,7 +263,7 @@ class SafeGraph:
         """Run every step (none folded) on ``tensors`` in place of the loaded ones.
 
         For tracing the checked graph into a new program with ``torch.export``
-        (:mod:`hybridnb.serve.compression` passes its module's buffers, so they stay
+        (:mod:`hybridnb.serve.compress_bundle` passes its module's buffers, so they stay
         buffers); serving calls the graph itself. ``x`` is not checked here: the tracer
         checks shapes itself.
         """
@@ -281,7 +281,7 @@ class SafeGraph:
         """Run once, now, every step that depends only on stored tensors; return the rest.
 
         Compressed bundles store int8 weights and dequantize them in the graph
-        (:mod:`hybridnb.serve.compression`): folding does that once at load instead of on
+        (:mod:`hybridnb.serve.compress_bundle`): folding does that once at load instead of on
         every request. The sizes were checked before (no allowed operator draws random
         numbers, so a folded step gives what it would give on every call).
         """

@@ -19,10 +19,11 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 from ..errors import OperationError
+from ..processes import tail, wait_ready_file
 from ..state import Kind, StateStore, Status, state_home
+from ..waiting import Ended, wait_until
 from .auth import TOKEN_ENV, resolve_token
 from .settings import ServeSettings
 
@@ -156,20 +157,16 @@ def start_server(bundle_path: str | os.PathLike[str], *, settings: ServeSettings
                               "log": str(log), "auth": bool(token)})
     server = ServerProcess(proc, "", name, log, rec.id if rec else None, store, token)
     try:
-        info = _wait_ready_file(proc, ready_file, timeout, log)
+        info = wait_ready_file(proc, ready_file, timeout, what="the endpoint server", log=log)
         server.url = f"http://{host}:{info['port']}"
-        deadline = time.monotonic() + timeout
         with httpx.Client(timeout=5.0) as client:
-            while True:
-                try:
-                    if client.get(server.url + "/v2/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or not server.alive():
-                    raise OperationError(f"endpoint {name} never became ready; log {log}:\n"
-                                         + _tail(log))
-                time.sleep(0.05)
+            try:
+                wait_until(lambda: client.get(server.url + "/v2/health/ready").status_code
+                           == 200, timeout=timeout, interval=0.05, alive=server.alive,
+                           ignore=(httpx.TransportError,), what=f"endpoint {name}")
+            except (TimeoutError, Ended):
+                raise OperationError(f"endpoint {name} never became ready; log {log}:\n"
+                                     + tail(log)) from None
     except BaseException:
         server.stop(grace=5.0)
         raise
@@ -180,24 +177,3 @@ def start_server(bundle_path: str | os.PathLike[str], *, settings: ServeSettings
     logger.info("endpoint %s ready at %s (pid %d)", name, server.url, proc.pid)
     return server
 
-
-def _wait_ready_file(proc: subprocess.Popen[bytes], path: Path, timeout: float,
-                     log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise OperationError(f"the endpoint server exited with code {proc.returncode} "
-                                 f"before listening; log {log}:\n" + _tail(log))
-        if time.monotonic() > deadline:
-            raise OperationError(f"the endpoint server did not listen within {timeout:g} s; "
-                                 f"log {log}:\n" + _tail(log))
-        time.sleep(0.02)
-    info: dict[str, Any] = json.loads(path.read_text())
-    return info
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

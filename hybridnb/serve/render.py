@@ -30,6 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..k8s.labels import (
+    COMPONENT_LABEL,
+    ENDPOINT_COMPONENT,
+    NAME_LABEL,
+    label_key,
+    standard_labels,
+)
 from .auth import TOKEN_ENV, is_loopback
 from .settings import ServeSettings
 
@@ -45,7 +52,7 @@ RENDER_MARKER = ".hybridnb-render"
 #: The key of the token in the endpoint's Secret.
 TOKEN_KEY = "token"
 #: The annotation holding the name the objects' names were made from (a bundle's name).
-MODEL_ANNOTATION = "hybridnb.io/model"
+MODEL_ANNOTATION = label_key("model")
 
 
 @dataclass
@@ -64,11 +71,13 @@ class Rendering:
     notes: list[str] = field(default_factory=list)
 
 
-def _labels(name: str, site: str) -> dict[str, str]:
-    from ..k8s import standard_labels
+def _selector(name: str) -> dict[str, str]:
+    """The labels that pick endpoint ``name``'s pods and Service (and only them)."""
+    return {NAME_LABEL: name, COMPONENT_LABEL: ENDPOINT_COMPONENT}
 
-    return standard_labels(site, {"app.kubernetes.io/name": name,
-                                  "app.kubernetes.io/component": "endpoint"})
+
+def _labels(name: str, site: str) -> dict[str, str]:
+    return standard_labels(site, _selector(name))
 
 
 def kubernetes_manifests(name: str, *, image: str, replicas: int = 2, site: str = "default",
@@ -113,7 +122,7 @@ def kubernetes_manifests(name: str, *, image: str, replicas: int = 2, site: str 
                          f"{scale['max']}")
     model, name = name, to_dns_label(name)
     labels = _labels(name, site)
-    selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "endpoint"}
+    selector = _selector(name)
     secret = token_secret or token_secret_name(name)
     container: dict[str, Any] = {
         "name": "server", "image": image,

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..fileio import atomic_write_json
 from .auth import resolve_token
 from .settings import ServeSettings
 
@@ -146,9 +147,8 @@ def _make_server(app: Any, *, log_config: Any, drain_timeout_s: float,
             await super().startup(sockets)
             if ready_file is not None and self.started and sockets:
                 host, port = sockets[0].getsockname()[:2]
-                tmp = ready_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port}))
-                tmp.replace(ready_file)  # the reader never sees half a file
+                # The reader never sees half a file.
+                atomic_write_json(ready_file, {"pid": os.getpid(), "host": host, "port": port})
 
     config = uvicorn.Config(app, log_config=log_config,
                             timeout_graceful_shutdown=int(max(1, drain_timeout_s)),
@@ -253,15 +253,15 @@ class ServerThread:
 
     def start(self, timeout: float = 30.0) -> ServerThread:
         """Start and wait until the server accepts connections."""
-        import time
+        from ..waiting import Ended, wait_until
 
         self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the server did not start: {self._error!r}")
-            time.sleep(0.01)
+        try:
+            wait_until(lambda: self.server.started, timeout=timeout, interval=0.01,
+                       alive=self._thread.is_alive, what="the server")
+        except (TimeoutError, Ended):
+            self.stop()
+            raise RuntimeError(f"the server did not start: {self._error!r}") from None
         return self
 
     def stop(self, timeout: float | None = None) -> None:

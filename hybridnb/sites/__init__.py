@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ..config.tags import data_resource, site_resource, worker_resources
+from ..resource_tags import data_resource, site_resource, worker_resources
 from .base import Backend, Started
 from .factory import acluster, backend_for, cluster, connect, hybrid_cluster
 from .handle import ClusterHandle, WorkerInfo

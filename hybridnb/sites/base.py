@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..config.tags import worker_resources
 from ..errors import UsageError
+from ..resource_tags import worker_resources
 from . import security as tls
 
 if TYPE_CHECKING:

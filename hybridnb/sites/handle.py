@@ -24,9 +24,9 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
-from ..config.tags import requirements, site_of, site_resource
 from ..config.units import format_bytes
 from ..errors import OperationError, UsageError
+from ..resource_tags import requirements, site_of, site_resource
 from ..state import Kind, Status
 from . import security as tls
 

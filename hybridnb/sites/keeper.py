@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +38,29 @@ def launch_keeper(cmd: list[str], *, name: str, log_path: Path, timeout: float,
     A keeper that dies before its cluster runs, or does not get there in ``timeout``
     seconds (then it is stopped), is an :class:`OperationError` carrying its log's end.
     """
-    from ..processes import spawn_detached
+    from ..processes import spawn_detached, tail
+    from ..waiting import Ended, wait_until
 
     pid = spawn_detached(cmd, log_path)
     keeper = ProcessRef.of(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def running() -> Record | None:
         rec = next((r for r in store.list("cluster") if r.name == name), None)
-        if rec is not None and rec.status is Status.running and any(
-                p.pid == pid for p in rec.pids):
-            return rec
-        if not keeper.alive():
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise OperationError(f"cluster {name} failed to start:\n  " + "\n  ".join(tail)
-                                 + f"\n(full log: {log_path})")
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGTERM)
-    raise OperationError(f"cluster {name} did not start within {timeout:g} s "
-                         f"(log: {log_path})")
+        ok = rec is not None and rec.status is Status.running and any(
+            p.pid == pid for p in rec.pids)
+        return rec if ok else None
+
+    try:
+        return wait_until(running, timeout=timeout, ignore=(), alive=keeper.alive,
+                          what=f"cluster {name}")
+    except Ended:
+        raise OperationError(f"cluster {name} failed to start:\n  "
+                             + tail(log_path, 5).replace("\n", "\n  ")
+                             + f"\n(full log: {log_path})") from None
+    except TimeoutError:
+        os.kill(pid, signal.SIGTERM)
+        raise OperationError(f"cluster {name} did not start within {timeout:g} s "
+                             f"(log: {log_path})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,34 @@ from ..errors import OperationError, UsageError
 from .base import Backend, Started
 
 if TYPE_CHECKING:
+    from ..config import Site
+    from ..k8s.dask import KubeSite
     from ..state import Record, StateStore
+
+
+def kube_site(site: Site) -> KubeSite:
+    """The plain values :mod:`hybridnb.k8s.dask`'s builders need of a configured site.
+
+    >>> from hybridnb.config import load_config
+    >>> site = load_config(overrides={"sites": {"gke": {"backend": "kubernetes",
+    ...     "tier": "public", "kubernetes": {"namespace": "ml"},
+    ...     "capacity": {"cpu": 64, "memory": "256GiB"}}}}).site("gke")
+    >>> k = kube_site(site)
+    >>> k.namespace, k.tls, sorted(k.resources)[-1]
+    ('ml', True, 'site-gke')
+    """
+    from ..config import KubernetesOptions
+    from ..k8s.dask import KubeSite
+    from ..resource_tags import worker_resources
+
+    if site.backend != "kubernetes":
+        raise UsageError(f"site '{site.name}' uses the '{site.backend}' backend; a "
+                         "DaskCluster needs a site with 'backend: kubernetes'")
+    opts = site.kubernetes or KubernetesOptions()
+    return KubeSite(site.name, image=opts.image, namespace=opts.namespace, env=dict(opts.env),
+                    service_account=opts.service_account, worker_cpu=opts.worker_cpu,
+                    worker_memory=opts.worker_memory, tls=site.tls is not False,
+                    resources=worker_resources(site))
 
 
 def kube_context(context: str | None = None) -> str | None:
@@ -49,7 +76,7 @@ class KubernetesBackend(Backend):
     def manifest(self, name: str, n_workers: int | None) -> dict[str, Any]:
         from ..k8s.dask import dask_cluster_manifest
 
-        return dask_cluster_manifest(self.site, name, n_workers=n_workers or 1)
+        return dask_cluster_manifest(kube_site(self.site), name, n_workers=n_workers or 1)
 
     def start(self, *, name: str, n_workers: int | None, threads_per_worker: int | None,
               memory_limit: str | float | None, security: Any) -> Started:

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,32 +28,26 @@ from typing import Any
 import httpx
 import yaml
 
+from ..processes import free_port, tail
+from ..waiting import Ended, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (PYTHONPATH of the servers)
 CHP = ROOT / "build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 USERS = ("alice", "bob", "carol")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None,
               log: Path | None = None, ok: int = 500) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log else ""
-            raise RuntimeError(f"process for {url} exited {proc.returncode}:\n{tail}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code < ok:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    tail = log.read_text()[-3000:] if log else ""
-    raise RuntimeError(f"{url} did not answer within {timeout:g} s\n{tail}")
+    try:
+        wait_until(lambda: httpx.get(url, timeout=2.0).status_code < ok, timeout=timeout,
+                   ignore=(httpx.HTTPError,), what=url,
+                   alive=None if proc is None else lambda: proc.poll() is None)
+    except Ended:
+        raise RuntimeError(f"process for {url} exited {proc and proc.returncode}:\n"
+                           + (tail(log, 60) if log else "")) from None
+    except TimeoutError:
+        raise RuntimeError(f"{url} did not answer within {timeout:g} s\n"
+                           + (tail(log, 60) if log else "")) from None
 
 
 def team_file(ports: dict[str, int]) -> dict[str, Any]:
@@ -179,15 +172,15 @@ class Hub:
         r = self.api("POST", f"/users/{user}/server")
         if r.status_code not in (201, 202):
             raise RuntimeError(f"starting {user}'s server: {r.status_code} {r.text}")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            model = self.api("GET", f"/users/{user}").json()
-            server = (model.get("servers") or {}).get("")
-            if server and server.get("ready"):
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"{user}'s server did not become ready:\n"
-                           + (self.base / "hub.log").read_text()[-4000:])
+        def ready() -> bool:
+            server = (self.api("GET", f"/users/{user}").json().get("servers") or {}).get("")
+            return bool(server and server.get("ready"))
+
+        try:
+            wait_until(ready, timeout=120, interval=0.5, what=f"{user}'s server")
+        except TimeoutError:
+            raise RuntimeError(f"{user}'s server did not become ready:\n"
+                               + tail(self.base / "hub.log", 80)) from None
 
 
 def _hub_config(hub: Hub, snippet: Path, gateway: bool) -> str:

@@ -36,6 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Union
 
+from ..waiting import wait_until
+
 Command = Union[str, Sequence[Union[str, "os.PathLike[str]"]]]
 
 logger = logging.getLogger(__name__)
@@ -113,15 +115,14 @@ def wait_for_port(address: str, port: int, timeout: float = 20.0) -> None:
 
     Raises ``TimeoutError`` after ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, port), timeout=1.0):
-                return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {address}:{port}: {exc}") from None
-            time.sleep(0.05)
+    def connects() -> bool:
+        with socket.create_connection((address, port), timeout=1.0):
+            return True
+
+    try:
+        wait_until(connects, timeout=timeout, interval=0.05, what=f"{address}:{port}")
+    except TimeoutError as exc:
+        raise TimeoutError(f"nothing listens on {address}:{port}: {exc}") from None
 
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
@@ -274,19 +275,22 @@ class NetnsHost:
 
     def kill_all(self, grace: float = 3.0) -> None:
         """SIGTERM every process in the namespace, SIGKILL after ``grace`` s, reap ours."""
+        def gone() -> bool:
+            for p in self._procs:
+                p.poll()  # reap our own children so they stop counting
+            return not self.pids()
+
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             pids = self.pids()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-            deadline = time.monotonic() + wait
-            while pids and time.monotonic() < deadline:
-                for p in self._procs:
-                    p.poll()  # reap our own children so they stop counting
-                time.sleep(0.05)
-                pids = self.pids()
-            if not pids:
+            try:
+                wait_until(gone, timeout=wait, interval=0.05, ignore=(),
+                           what=f"the processes of {self.name}")
                 break
+            except TimeoutError:
+                pids = self.pids()
         else:
             logger.warning("processes %s in %s survived SIGKILL", pids, self.name)
         for p in self._procs:

@@ -20,11 +20,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ..waiting import Ended, wait_until
 from .netns import NetnsHost, skip_reason
 
 logger = logging.getLogger(__name__)
@@ -157,21 +157,19 @@ class SSHDaemon:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited with {self.proc.returncode}:\n"
-                                   f"{self.host.log_text()[-2000:]}")
-            try:  # a banner, not just an open port: sshd is really serving
-                with socket.create_connection((self.address, self.port), timeout=1) as s:
-                    if s.recv(4).startswith(b"SSH-"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sshd on {self.address}:{self.port} did not answer")
-            time.sleep(0.05)
+        proc = self.proc
+        assert proc is not None
+
+        def banner() -> bool:  # a banner, not just an open port: sshd is really serving
+            with socket.create_connection((self.address, self.port), timeout=1) as s:
+                return s.recv(4).startswith(b"SSH-")
+
+        try:
+            wait_until(banner, timeout=timeout, interval=0.05, alive=lambda: proc.poll() is None,
+                       what=f"sshd on {self.address}:{self.port}")
+        except Ended:
+            raise RuntimeError(f"sshd exited with {proc.returncode}:\n"
+                               f"{self.host.log_text()[-2000:]}") from None
 
     def close(self) -> None:
         """Stop sshd (sessions it started live on until the host's teardown)."""

@@ -1,8 +1,9 @@
 """Wait for something to become true, and stop what a test started.
 
 Tests start real servers (JupyterLab, Prometheus, endpoints, sshd) and must wait until
-they answer; each used to hand-write the same deadline loop. :func:`wait_until` is that
-loop once, with a message that says what never happened and the last value seen.
+they answer. :func:`wait_until` is the package's own poll loop
+(:func:`hybridnb.waiting.wait_until`, which the library's waits use too), with a
+message that says what never happened and the last value seen.
 
 >>> wait_until(lambda: 42, timeout=1, what="the answer")
 42
@@ -11,64 +12,14 @@ loop once, with a message that says what never happened and the last value seen.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
+
+from ..waiting import Ended, wait_until
 
 if TYPE_CHECKING:
     import psutil
 
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2,
-               what: str = "condition", ignore: tuple[type[BaseException], ...] = (OSError,),
-               alive: Callable[[], bool] | None = None) -> T:
-    """Call ``predicate`` until it returns something truthy and return that value.
-
-    Parameters
-    ----------
-    predicate
-        Called repeatedly; a truthy return ends the wait.
-    timeout
-        Seconds before giving up with ``TimeoutError``.
-    interval
-        Seconds between calls.
-    what
-        Words for the error message: "<what> not ready after 30 s".
-    ignore
-        Exceptions that mean "not yet" (default ``OSError``: nothing listening yet).
-    alive
-        Optional check that the thing being waited for still runs (e.g. a process's
-        ``poll() is None``); when it returns False the wait fails at once instead of
-        running out the clock.
-
-    Examples
-    --------
-    >>> calls = []
-    >>> wait_until(lambda: calls.append(1) or len(calls) >= 3, interval=0)
-    True
-    >>> wait_until(lambda: False, timeout=0.05, interval=0.01, what="the moon")
-    Traceback (most recent call last):
-    ...
-    TimeoutError: the moon not ready after 0.05 s (last value: False)
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = predicate()
-        except ignore as exc:
-            value, last = None, exc
-        else:
-            if value:
-                return value
-            last = value
-        if alive is not None and not alive():
-            raise RuntimeError(f"{what}: the process ended while waiting (last value: {last!r})")
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not ready after {timeout:g} s (last value: {last!r})")
-        time.sleep(interval)
+__all__ = ["Ended", "running_children", "stop_processes", "wait_until"]
 
 
 def stop_processes(*procs: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OperationError
+from ..fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +113,7 @@ def save_checkpoint(root: str | os.PathLike[str], step: int, state: dict[str, An
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
-    pointer = root / f"{TMP_PREFIX}{LATEST}-{uuid.uuid4().hex[:8]}"
-    with open(pointer, "w", encoding="utf-8") as fh:
-        fh.write(name + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(pointer, root / LATEST)
+    atomic_write_text(root / LATEST, name + "\n")
     _fsync_dir(root)
     for old in sorted(root.glob("step-*"))[:-keep]:
         if old.name != name:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OperationError, UsageError
-from .launch import Follower, _tail, free_port
+from ..processes import free_port, tail
+from .follow import Follower
 
 if TYPE_CHECKING:
     from ..config import HybridConfig
@@ -176,4 +177,4 @@ def _message(spec: TrainSpec, run_dir: Path, failed: dict[str, Any]) -> str:
            else f"exited with code {code}")
     log = run_dir / "logs" / f"rank{failed['rank']}.log"
     return (f"training run {spec.name!r} failed on Dask: rank {failed['rank']} (pid "
-            f"{failed['pid']} on {failed['host']}) {how}. Log {log}, last lines:\n{_tail(log)}")
+            f"{failed['pid']} on {failed['host']}) {how}. Log {log}, last lines:\n{tail(log, 15)}")

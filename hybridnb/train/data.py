@@ -14,11 +14,11 @@ only on ``(seed, epoch)`` is what makes a restarted run replay the same batches.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.digits_split import digits_split, digits_split_sizes
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ class Arrays:
         return list(self.x["train"].shape[1:])
 
 
-#: Samples in scikit-learn's digits, a fixed dataset (a test checks it against the data).
-DIGITS_SAMPLES = 1797
-
-
 def data_sizes(spec: DataSpec) -> dict[str, int]:
     """Sizes of each split, without loading the data (or importing torch).
 
@@ -66,18 +62,7 @@ def data_sizes(spec: DataSpec) -> dict[str, int]:
     """
     if spec.path is not None:
         return {k: int(v) for k, v in _manifest(spec.path)["counts"].items()}
-    # scikit-learn's train_test_split gives ceil(test_size * n) samples to the test side.
-    test = math.ceil(spec.test_fraction * DIGITS_SAMPLES)
-    rest = DIGITS_SAMPLES - test
-    if spec.validation_fraction <= 0:
-        return {"train": rest, "test": test}
-    validation = math.ceil(_validation_share(spec) * rest)
-    return {"train": rest - validation, "validation": validation, "test": test}
-
-
-def _validation_share(spec: DataSpec) -> float:
-    """The validation set's share of what the test split leaves."""
-    return spec.validation_fraction / (1 - spec.test_fraction)
+    return digits_split_sizes(spec.validation_fraction, spec.test_fraction)
 
 
 def _manifest(path: str) -> dict[str, Any]:
@@ -100,25 +85,11 @@ def load_arrays(spec: DataSpec) -> Arrays:
 
 
 def _digits(spec: DataSpec) -> Arrays:
-    import numpy as np
     import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    x = bunch.images.astype(np.float32)[:, None, :, :]  # N × 1 × 8 × 8
-    y = bunch.target.astype(np.int64)
-    idx = np.arange(len(y))
-    # A fixed, stratified split: the test set never depends on the training seed.
-    rest, test = train_test_split(idx, test_size=spec.test_fraction, stratify=y,
-                                  random_state=spec.split_seed)
-    parts = {"test": test}
-    if spec.validation_fraction > 0:
-        train, val = train_test_split(rest, test_size=_validation_share(spec),
-                                      stratify=y[rest], random_state=spec.split_seed)
-        parts.update(train=train, validation=val)
-    else:
-        parts["train"] = rest
+    images, y, parts = digits_split(spec.validation_fraction, spec.test_fraction,
+                                    spec.split_seed)
+    x = images[:, None, :, :]  # N × 1 × 8 × 8
     # One scalar mean/std from the training split: per-pixel std is zero at the borders.
     mean = float(x[parts["train"]].mean())
     std = float(x[parts["train"]].std())

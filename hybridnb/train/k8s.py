@@ -29,12 +29,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..k8s.labels import NAME_LABEL, label_key, standard_labels
 from ..k8s.names import dns_label, to_dns_label
 
 if TYPE_CHECKING:
     from .spec import TrainSpec
 
 SPEC_MOUNT = "/etc/hybridnb/train"
+#: The ``app.kubernetes.io/name`` of a run's objects.
+TRAIN_APP = "hybridnb-train"
 RUN_MOUNT = "/run/hybridnb"
 
 
@@ -49,9 +52,8 @@ def job_name(spec: TrainSpec) -> str:
 
 
 def _labels(spec: TrainSpec, name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "hybridnb-train",
-            "app.kubernetes.io/managed-by": "hybridnb",
-            "hybridnb/run": name, "hybridnb/spec-hash": spec.hash()}
+    return standard_labels(extra={NAME_LABEL: TRAIN_APP, label_key("run"): name,
+                                  label_key("spec-hash"): spec.hash()})
 
 
 def pytorchjob(spec: TrainSpec, *, nprocs: int, image: str, run_claim: str,
@@ -148,8 +150,7 @@ def run_claim_manifest(name: str, *, namespace: str = "default", size: str = "5G
             "metadata": {"name": dns_label(name, what="run_claim (a PersistentVolumeClaim "
                                                       "name)"),
                          "namespace": namespace,
-                         "labels": {"app.kubernetes.io/name": "hybridnb-train",
-                                    "app.kubernetes.io/managed-by": "hybridnb"}},
+                         "labels": standard_labels(extra={NAME_LABEL: TRAIN_APP})},
             "spec": spec}
 
 

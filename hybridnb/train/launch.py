@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,10 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import team
 from ..errors import OperationError, UsageError, did_you_mean
+from ..processes import free_port, stop_tree, tail
 from ..state import Kind, StateStore, Status, state_home
 from .agent import FAILURE, LAUNCH
+from .follow import Follower
 from .loop import RESULT, WEIGHTS
-from .metrics import LivePlot, MetricsFollower, MetricsServer, dedupe, write_textfile
+from .metrics import MetricsFollower, MetricsServer, write_textfile
 from .result import TrainResult
 from .spec import TrainSpec, load_spec
 
@@ -59,13 +60,6 @@ KUBERNETES_REFUSED = (
     "hybridnb.train.pytorchjob(spec, nprocs=N, image=IMAGE, run_claim=PVC)), then 'kubectl "
     "apply -f DIR'; the run directory (checkpoints, weights, result.json) lives on the claim. "
     "Or train here with launcher 'local', or on a cluster's workers with 'dask'")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def check(spec: TrainSpec, *, nprocs: int, site: str = "local", launcher: str = "local",
@@ -230,47 +224,6 @@ def fit(spec: TrainSpec | dict[str, Any] | str | os.PathLike[str], *, site: str 
     return result
 
 
-class Follower:
-    """Follows a running job: metrics lines, live plot, state store messages, timeout.
-
-    It shares the machine with the ranks, and every wake-up of this process preempts one
-    of them (the others then wait for it in the next all-reduce): it reads, renders the
-    plot and ``metrics.prom`` and updates the state store at most every ``every``
-    seconds, however often ranks log — one store write per tick, for the latest epoch.
-    """
-
-    def __init__(self, spec: TrainSpec, run_dir: Path, store: StateStore, record_id: str,
-                 live: bool, timeout: float | None, every: float = 1.0):
-        self.spec, self.run_dir, self.store, self.record_id = spec, run_dir, store, record_id
-        self.metrics = MetricsFollower(run_dir)
-        self.plot = LivePlot(spec.name) if live else None
-        self.deadline = time.monotonic() + timeout if timeout else None
-        self.every, self.last = every, 0.0
-
-    def tick(self, final: bool = False) -> None:
-        """Read new lines (at most every ``every`` s); ``final=True`` reads now."""
-        now = time.monotonic()
-        if not final and now - self.last < self.every:
-            return
-        self.last = now
-        new = self.metrics.poll()
-        if not new:
-            return
-        rows = dedupe(self.metrics.rows)
-        if self.plot is not None:
-            self.plot.update(rows)
-        write_textfile(rows, self.run_dir / "metrics.prom", run=self.spec.name)
-        epochs = [row for row in new if row.get("kind") == "epoch"]
-        if epochs:
-            row = epochs[-1]
-            self.store.update(self.record_id, message=(
-                f"epoch {row['epoch']}/{self.spec.epochs}: validation accuracy "
-                f"{row['val_accuracy']:.4f}, step {row['step']}"))
-
-    def expired(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
-
-
 def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, record_id: str,
                live: bool, timeout: float | None, model_path: list[str]) -> None:
     from .models import ENV_MODEL_PATH
@@ -309,44 +262,13 @@ def _run_local(spec: TrainSpec, path: Path, nprocs: int, store: StateStore, reco
         raise OperationError(failure_message(spec, path))
 
 
-def stop_tree(pid: int, grace: float = 10.0) -> None:
-    """Stop process ``pid`` and its descendants: SIGTERM, then SIGKILL after ``grace``."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
-    except psutil.Error:
-        return
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 def failure_message(spec: TrainSpec, path: Path) -> str:
     """What failed, naming the rank, with the end of its log."""
     try:
         record = json.loads((path / FAILURE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return (f"training run {spec.name!r} failed before its ranks reported; agent log "
-                f"{path / 'logs' / 'agent.log'}:\n{_tail(path / 'logs' / 'agent.log')}")
+                f"{path / 'logs' / 'agent.log'}:\n{tail(path / 'logs' / 'agent.log', 15)}")
     first = record["failures"][0]
     how = (f"was killed by {first['signal']}" if first.get("signal")
            else f"exited with code {first['exitcode']}")
@@ -355,7 +277,7 @@ def failure_message(spec: TrainSpec, path: Path) -> str:
     restarts = f" after {spec.max_restarts} restart(s)" if spec.max_restarts else ""
     return (f"training run {spec.name!r} failed{restarts}: rank {first['rank']} (pid "
             f"{first['pid']}) {how}" + (f": {message}" if message else "")
-            + f". Log {log}, last lines:\n{_tail(log)}")
+            + f". Log {log}, last lines:\n{tail(log, 15)}")
 
 
 def _finish(spec: TrainSpec, path: Path, make_bundle: bool,
@@ -365,14 +287,14 @@ def _finish(spec: TrainSpec, path: Path, make_bundle: bool,
     except (OSError, ValueError):
         raise OperationError(f"training run {spec.name!r} ended without {path / RESULT}; "
                              f"see {path / 'logs'}") from None
-    bundle_path = write_bundle(spec, path, result, model_path) if make_bundle else None
+    bundle_path = write_run_bundle(spec, path, result, model_path) if make_bundle else None
     out = TrainResult(spec.name, path, result, MetricsFollower(path).poll(all_rows=True),
                       bundle_path)
     write_textfile(out.metrics, path / "metrics.prom", run=spec.name)
     return out
 
 
-def write_bundle(spec: TrainSpec, path: Path, result: dict[str, Any],
+def write_run_bundle(spec: TrainSpec, path: Path, result: dict[str, Any],
                  model_path: list[str] | None = None) -> Path | None:
     """Write ``RUN_DIR/bundle`` with :func:`hybridnb.serve.bundle` (``None`` if missing)."""
     try:

@@ -43,6 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_path, atomic_write_json
 from .checkpoint import load_latest, save_checkpoint
 from .data import Arrays, epoch_order, eval_indices, load_arrays
 from .models import build_model
@@ -58,12 +59,6 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -376,12 +371,11 @@ class Trainer:
         if self.rank == 0:
             from safetensors.torch import save_file
 
-            tmp = self.run_dir / f".{WEIGHTS}.tmp"
-            save_file({k: v.contiguous() for k, v in msd.items()}, str(tmp))
-            os.replace(tmp, self.run_dir / WEIGHTS)
+            with atomic_path(self.run_dir / WEIGHTS) as tmp:
+                save_file({k: v.contiguous() for k, v in msd.items()}, str(tmp))
             self._metric(kind="final", step=step, test_accuracy=test["accuracy"],
                          test_loss=test["loss"])
-            write_json_atomic(self.run_dir / RESULT, result)
+            atomic_write_json(self.run_dir / RESULT, result)
         return result
 
 

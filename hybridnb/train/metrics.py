@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from prometheus_client import CollectorRegistry
 
 METRICS = "metrics.jsonl"
 
@@ -101,7 +102,13 @@ def latest_values(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def prometheus_text(rows: Sequence[dict[str, Any]], *, run: str = "train") -> str:
     """The run's latest values as Prometheus text (``hybridnb_train_*`` gauges)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    from prometheus_client import generate_latest
+
+    return generate_latest(_registry(rows, run)).decode()
+
+
+def _registry(rows: Sequence[dict[str, Any]], run: str) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     values = latest_values(rows)
@@ -109,16 +116,16 @@ def prometheus_text(rows: Sequence[dict[str, Any]], *, run: str = "train") -> st
         gauge = Gauge(name, help_text, ["run"], registry=registry)
         if field in values:
             gauge.labels(run=run).set(values[field])
-    return generate_latest(registry).decode()
+    return registry
 
 
 def write_textfile(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], *,
                    run: str = "train") -> Path:
     """Write :func:`prometheus_text` atomically (node_exporter's textfile collector)."""
+    from prometheus_client import write_to_textfile
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(prometheus_text(rows, run=run), encoding="utf-8")
-    os.replace(tmp, path)
+    write_to_textfile(str(path), _registry(rows, run))  # a temporary file, then a rename
     return path
 
 

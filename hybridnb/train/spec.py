@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from ..config.problems import ConfigProblem
+from ..data.digits_split import SPLIT_SEED, TEST_FRACTION, VALIDATION_FRACTION
 from ..errors import UsageError, did_you_mean
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad")
@@ -99,9 +100,10 @@ class DataSpec(_Model):
     dataset: str | None = Field(None, description="a built-in dataset: digits")
     path: str | None = Field(None, description="a directory written by hybridnb.data "
                              "(its manifest.json)")
-    validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
-    split_seed: int = Field(0, description="seed of the validation/test split")
+    # The digits split's defaults live with the split (training and evaluation share it).
+    validation_fraction: float = Field(VALIDATION_FRACTION, ge=0.0, lt=0.5)
+    test_fraction: float = Field(TEST_FRACTION, gt=0.0, lt=0.5)
+    split_seed: int = Field(SPLIT_SEED, description="seed of the validation/test split")
 
     @field_validator("dataset")
     @classmethod

@@ -150,12 +150,12 @@ class ClusterPanel(Panel):
 
     # -- actions (run in the background thread) -----------------------------------------
     def _start(self) -> None:
-        import hybridnb
+        from ..sites import cluster
 
         v = self.form.values
         options = {k: p for k, p in self.parameters().items() if k in ("n_workers", "processes")}
         self._show_status(f"starting a cluster on {v['site']}…")
-        self.handle = hybridnb.cluster(v["site"], config=self.config, **options)
+        self.handle = cluster(v["site"], config=self.config, **options)
         if v["adapt"]:
             self.handle.adapt(minimum=v["adapt_minimum"], maximum=v["adapt_maximum"])
         elif options.get("n_workers"):
@@ -193,10 +193,13 @@ class ClusterPanel(Panel):
 
     def _wait_until(self, condition: Any, what: str, timeout: float = 120.0) -> None:
         from ..errors import OperationError
+        from ..waiting import wait_until
 
-        if _poll(condition, timeout):
-            return
-        raise OperationError(f"the cluster did not reach {what} within {timeout:g} s")
+        try:
+            wait_until(condition, timeout=timeout, ignore=(), what=what)
+        except TimeoutError:
+            raise OperationError(f"the cluster did not reach {what} within {timeout:g} s"
+                                 ) from None
 
     # -- live status ----------------------------------------------------------------------
     def _refresh(self) -> None:
@@ -252,13 +255,3 @@ class ClusterPanel(Panel):
         self._stop()
         super().close()
 
-
-def _poll(condition: Any, timeout: float, interval: float = 0.2) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False

@@ -183,10 +183,10 @@ class EndpointPanel(Panel):
 
     # -- actions ----------------------------------------------------------------------------
     def _deploy(self) -> None:
-        import hybridnb
+        from ..serve.endpoint import deploy
 
         self._show_status(f"starting {self.form.values['replicas']} replica(s)…")
-        self.endpoint = hybridnb.deploy(self.bundle(), replicas=self.form.values["replicas"])
+        self.endpoint = deploy(self.bundle(), replicas=self.form.values["replicas"])
         self._refresh()
 
     def _scale(self) -> None:

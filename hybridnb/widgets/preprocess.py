@@ -60,7 +60,7 @@ class PreprocessPanel(Panel):
         super().__init__(config=config, offers=offers)
 
     def _fields(self) -> list[Field]:
-        from ..data.steps import known_steps
+        from ..data.step_registry import known_steps
 
         datasets = [*BUILTIN_DATASETS, *sorted(set(self.config.datasets) - set(BUILTIN_DATASETS))]
         steps = known_steps()

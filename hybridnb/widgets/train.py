@@ -253,9 +253,7 @@ class TrainPanel(Panel):
         return state_home() / "runs" / f"{self.spec()['name']}-{stamp}"
 
     def _launch(self) -> None:
-        import hybridnb
-
-        from ..train.launch import check
+        from ..train.launch import check, fit
         from ..train.spec import load_spec
 
         v = self.form.values
@@ -274,7 +272,7 @@ class TrainPanel(Panel):
                                     daemon=True, name="hybridnb-train-follow")
         follower.start()
         try:
-            self.result = hybridnb.fit(spec, nprocs=v["nprocs"], run_dir=self.run_dir)
+            self.result = fit(spec, nprocs=v["nprocs"], run_dir=self.run_dir)
         except BaseException:
             self.progress.bar_style = "danger"
             raise
@@ -349,16 +347,15 @@ class TrainPanel(Panel):
 
     def stop(self) -> None:
         """Stop the running training (its process tree); the launch reports it failed."""
+        from ..processes import stop_tree
         from ..state import StateStore
-        from ..train.launch import stop_tree
 
         if self.run_dir is None:
             return
         run_dir = str(self.run_dir.expanduser().resolve())
         for rec in StateStore().list("run", active=True):
             if str(Path(rec.spec.get("run_dir", "")).resolve()) == run_dir:
-                for ref in rec.pids:
-                    stop_tree(ref.pid)
+                stop_tree([ref.pid for ref in rec.pids])
         self._show_status("stopping…")
 
     def summary_html(self) -> str:

@@ -15,7 +15,7 @@ from hybridnb.data import (
     synthetic_table,
     transform,
 )
-from hybridnb.data.steps import make_step
+from hybridnb.data.step_registry import make_step
 from hybridnb.data.transforms import assign_splits
 from hybridnb.errors import UsageError
 

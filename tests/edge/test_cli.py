@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -16,13 +15,8 @@ import yaml
 
 from hybridnb.cli import main
 from hybridnb.config.models import EdgeOptions
+from hybridnb.processes import free_port
 from hybridnb.testing.waiting import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(directory, **agent) -> None:

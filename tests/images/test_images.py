@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from hybridnb.images.builder import (
     Container,
 )
 from hybridnb.k8s.pods import RUN_AS_USER
+from hybridnb.processes import free_port
 from hybridnb.serve.auth import TOKEN_ENV
 from hybridnb.serve.render import PORT, kubernetes_manifests
 from hybridnb.testing.waiting import stop_processes, wait_until
@@ -46,12 +46,6 @@ def run(container: Container, cmd: list[str], timeout: float = 300
         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(container.argv(cmd), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_worker_imports_hybridnb_torch_and_distributed_and_computes(builder, image):

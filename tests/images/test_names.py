@@ -14,6 +14,7 @@ from hybridnb.errors import UsageError
 from hybridnb.images import default_image
 from hybridnb.k8s.dask import dask_cluster_manifest
 from hybridnb.notebooks.k8s import notebook_job
+from hybridnb.sites.kubernetes import kube_site
 
 KUBE_SITE = {"backend": "kubernetes", "tier": "public", "kubernetes": {"namespace": "ml"},
              "capacity": {"cpu": 64, "memory": "256GiB"}}
@@ -38,7 +39,7 @@ def test_default_names_follow_the_version_and_variant():
 
 def test_a_kubernetes_site_runs_hybridnbs_worker_image_by_default(tmp_path):
     site = _config().site("gke")
-    manifest = dask_cluster_manifest(site, "demo", n_workers=1)
+    manifest = dask_cluster_manifest(kube_site(site), "demo", n_workers=1)
     for role in ("scheduler", "worker"):
         container = manifest["spec"][role]["spec"]["containers"][0]
         assert container["image"] == default_image("worker")

@@ -11,8 +11,8 @@ import httpx
 import psutil
 import pytest
 
+from hybridnb.processes import free_port
 from hybridnb.testing.waiting import wait_until
-from hybridnb.train.launch import free_port
 
 from .conftest import write_notebook
 

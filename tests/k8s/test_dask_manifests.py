@@ -22,13 +22,14 @@ from hybridnb.k8s.dask import (
     tls_secret_manifest,
 )
 from hybridnb.k8s.validate import ManifestError, assert_valid, validate_manifest
+from hybridnb.sites.kubernetes import kube_site
 from hybridnb.testing import stop_processes
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n"
 
 
-def kube_site(tier: str = "public", tls: bool | None = None, **kubernetes):
+def configured_gke(tier: str = "public", tls: bool | None = None, **kubernetes):
     options = {"namespace": "ml", "image": "ghcr.io/dask/dask:2024.8.0", **kubernetes}
     config = load_config(overrides={"sites": {"gke": {
         "tier": tier, "backend": "kubernetes", "kubernetes": options, "tls": tls,
@@ -37,17 +38,22 @@ def kube_site(tier: str = "public", tls: bool | None = None, **kubernetes):
     return config.site("gke")
 
 
+def gke_site(tier: str = "public", tls: bool | None = None, **kubernetes):
+    """The builders' view of the configured site (plain values, no configuration)."""
+    return kube_site(configured_gke(tier, tls, **kubernetes))
+
+
 @pytest.fixture
 def gke(hybridnb_home):
     """A public Kubernetes site (TLS on by default) with sized workers."""
-    return kube_site(worker_cpu=2, worker_memory="8GiB", service_account="dask-sa",
+    return gke_site(worker_cpu=2, worker_memory="8GiB", service_account="dask-sa",
                      env={"EXTRA_PIP_PACKAGES": "pyarrow"})
 
 
 @pytest.fixture
 def private(hybridnb_home):
     """A private Kubernetes site that opts out of TLS (on by default), no sizes."""
-    return kube_site(tier="private", tls=False)
+    return gke_site(tier="private", tls=False)
 
 
 def containers(manifest):
@@ -128,12 +134,12 @@ def test_site_options_land_where_expected(gke):
 
 
 def test_workers_carry_the_site_resources(gke):
-    from hybridnb.config.tags import site_resource, worker_resources
+    from hybridnb.resource_tags import site_resource, worker_resources
 
     _, worker = containers(dask_cluster_manifest(gke, "demo", n_workers=1))
     args = worker["args"]
     tags = parse_resources(args[args.index("--resources") + 1])
-    assert tags == worker_resources(gke)
+    assert tags == dict(gke.resources) == worker_resources(configured_gke())
     assert site_resource("gke") == "site-gke" and tags["site-gke"] >= 1
     assert {"data-public", "data-internal"} <= set(tags)
 
@@ -275,12 +281,12 @@ def test_bad_cluster_names_are_usage_errors(private, name):
 
 def test_bad_inputs_are_usage_errors(hybridnb_home, private):
     with pytest.raises(UsageError, match=r"namespace of site 'gke'.*'ML_Team'"):
-        dask_cluster_manifest(kube_site(namespace="ML_Team"), "demo", n_workers=1)
+        dask_cluster_manifest(gke_site(namespace="ML_Team"), "demo", n_workers=1)
     with pytest.raises(UsageError, match="n_workers"):
         dask_cluster_manifest(private, "demo", n_workers=-1)
     local = load_config().site("local")
     with pytest.raises(UsageError, match="'local' backend"):
-        dask_cluster_manifest(local, "demo", n_workers=1)
+        kube_site(local)
 
 
 def test_autoscaler(gke):
@@ -335,7 +341,7 @@ def test_server_side_dry_run(hybridnb_home):
     from kubernetes.client.exceptions import ApiException
 
     namespace = os.environ.get("HYBRIDNB_K8S_NAMESPACE", "default")
-    site = kube_site(tier="public", namespace=namespace, worker_cpu=1, worker_memory="2GiB")
+    site = gke_site(tier="public", namespace=namespace, worker_cpu=1, worker_memory="2GiB")
     api = config.new_client_from_config(config_file=KUBECONFIG)
     secret = tls_secret_manifest("hybridnb-test-tls", namespace, CERT, KEY, CERT)
     client.CoreV1Api(api).create_namespaced_secret(

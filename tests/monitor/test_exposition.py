@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hybridnb.monitor.exposition import ExpositionError, ExpositionParser, parse
+from hybridnb.exposition import ExpositionError, ExpositionParser, parse
 
 
 def reference(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -163,3 +163,15 @@ def test_bad_lines_say_which_and_why(line, message):
     with pytest.raises(ExpositionError, match="line 2: .*" + message.replace("{", r"\{")
                        .replace("}", r"\}").replace("(", r"\(")):
         parse("# a comment\n" + line + "\n")
+
+
+def test_endpoint_metrics_read_names_as_the_collector_does():
+    """One parser: ``Endpoint.metrics()`` and the collector see the same series names
+    (a counter exposed without ``_total`` keeps its name; prometheus_client's family
+    parser would rename it)."""
+    from hybridnb.serve.endpoint import _parse
+
+    text = ('# TYPE hybridnb_odd counter\nhybridnb_odd{b="2",a="1"} 3\n'
+            '# TYPE hybridnb_up gauge\nhybridnb_up 1\n')
+    assert _parse(text) == {'hybridnb_odd{a="1",b="2"}': 3.0, "hybridnb_up": 1.0}
+    assert [name for name, _, _ in parse(text)] == ["hybridnb_odd", "hybridnb_up"]

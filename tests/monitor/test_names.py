@@ -14,7 +14,7 @@ from hybridnb.monitor.names import FAMILIES, exposition, host_exposition, host_s
 MODULES = ["hybridnb.monitor", "hybridnb.monitor.names", "hybridnb.monitor.store",
            "hybridnb.monitor.promql", "hybridnb.monitor.collector", "hybridnb.monitor.query",
            "hybridnb.monitor.alerts", "hybridnb.monitor.exports", "hybridnb.monitor.plots",
-           "hybridnb.monitor.exposition", "hybridnb.monitor.scrape", "hybridnb.monitor.targets"]
+           "hybridnb.exposition", "hybridnb.monitor.scrape", "hybridnb.monitor.targets"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -12,7 +12,7 @@ import safetensors.torch
 import torch
 
 from hybridnb.errors import UsageError
-from hybridnb.serve.compression import compress
+from hybridnb.serve.compress_bundle import compress
 from hybridnb.serve.model_bundle import bundle, load_bundle
 
 from .conftest import infer_body

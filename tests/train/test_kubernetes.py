@@ -122,7 +122,7 @@ def test_cli_renders_a_validated_job_its_configmap_and_claim(hybridnb_home, caps
         in volumes
     assert json.loads(cm["data"]["spec.json"])["epochs"] == 4  # overrides reach the job
     assert "kubectl apply -f" in capsys.readouterr().out
-    # Without --image: hybridnb's worker image (hybridnb.images.names).
+    # Without --image: hybridnb's worker image (hybridnb.config.images).
     assert main(["train", str(spec), "--render", "kubernetes", "--out", str(out / "d")]) == 0
     job = yaml.safe_load(next((out / "d").glob("*-pytorchjob-*.yaml")).read_text())
     assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0][

@@ -73,7 +73,7 @@ def test_pytorchjob_manifest():
                                         "hybridnb.train.loop"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert TrainSpec.model_validate_json(cm["data"]["spec.json"]) == spec
-    assert job["metadata"]["labels"]["hybridnb/spec-hash"] == spec.hash()
+    assert job["metadata"]["labels"]["hybridnb.io/spec-hash"] == spec.hash()
 
 
 def test_manifests_validate_where_the_validator_exists():

@@ -14,7 +14,7 @@ import pytest
 
 from hybridnb.data import Pipeline, read_parquet
 from hybridnb.serve.app import create_app
-from hybridnb.serve.compression import compress
+from hybridnb.serve.compress_bundle import compress
 from hybridnb.serve.model_bundle import load_bundle
 from hybridnb.serve.server import ServerThread
 from hybridnb.train import fit

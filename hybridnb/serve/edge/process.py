@@ -15,15 +15,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import OperationError
+from ...processes import tail, wait_ready_file
 from ..auth import TOKEN_ENV as ENDPOINT_TOKEN_ENV
-from ..process import _tail
 from .client import EdgeClient
 from .tls import init_agent_dir
 
@@ -80,7 +78,7 @@ class AgentProcess:
         return self.proc.returncode
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log, lines)
+        return tail(self.log, lines)
 
     def __enter__(self) -> AgentProcess:
         return self
@@ -148,17 +146,8 @@ def start_agent(state_dir: str | os.PathLike[str], *, site: str = "edge",
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=child_env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + timeout
     try:
-        while not ready_file.exists():
-            if proc.poll() is not None:
-                raise OperationError(f"the edge agent exited with code {proc.returncode}; "
-                                     f"log {log_path}:\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise OperationError(f"the edge agent did not listen within {timeout:g} s; "
-                                     f"log {log_path}:\n{_tail(log_path)}")
-            time.sleep(0.05)
-        info = json.loads(ready_file.read_text())
+        info = wait_ready_file(proc, ready_file, timeout, what="the edge agent", log=log_path)
     except BaseException:
         if proc.poll() is None:
             proc.kill()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, did_you_mean
-from .dataset import DaskDataset, fingerprint
+from .dask_dataset import DaskDataset, fingerprint
 
 if TYPE_CHECKING:
     from ..config import HybridConfig

@@ -10,13 +10,22 @@ to hold ``pii`` — the scheduler enforces it — and a task needing several cla
 asks for all of them at once (a worker must allow every one). Workers started by others
 (the ``scheduler`` backend) must be started with the same resources;
 ``hybridnb worker`` does that.
+
+These are plain names, below every layer that uses them: the configuration's sites, the
+cluster backends and the Kubernetes builders (which know nothing of the configuration).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
-from .models import Site
+
+class _Site(Protocol):
+    """What :func:`worker_resources` reads of a site (:class:`hybridnb.config.Site`)."""
+
+    name: str
+    classifications: list[str]
 
 #: Units of each tag resource a worker gets: large enough never to limit concurrency,
 #: which stays bounded by the worker's threads.
@@ -41,7 +50,7 @@ def data_resource(classification: str) -> str:
     return f"data-{classification}"
 
 
-def worker_resources(site: Site) -> dict[str, float]:
+def worker_resources(site: _Site) -> dict[str, float]:
     """The resources every worker of ``site`` carries.
 
     >>> from hybridnb.config import load_config

@@ -1,4 +1,4 @@
-"""A fast parser of the Prometheus text exposition format, for the collector.
+"""A fast parser of the Prometheus text exposition format: the one hybridnb reads with.
 
 The collector scrapes the same targets every second and their expositions repeat: the
 same series in the same order, only the numbers change. :class:`ExpositionParser`

@@ -25,7 +25,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from ..config import HybridConfig
     from ..sites import ClusterHandle
-    from .dataset import DaskDataset
+    from .dask_dataset import DaskDataset
 
 
 def interactive() -> bool:

@@ -2,10 +2,10 @@
 
 A run makes as few passes as it can: one per step that fits statistics (unless cached),
 one per checkpoint written, and the final one that writes the shards. Row counts for
-the summary are queued on the :class:`~hybridnb.data.runner.Runner` and ride along with
+the summary are queued on the :class:`~hybridnb.data.pass_runner.Runner` and ride along with
 the next pass; a checkpoint found in the cache replaces every step up to it.
 
->>> from hybridnb.data.run import INPUT
+>>> from hybridnb.data.pipeline_run import INPUT
 >>> INPUT
 -1
 """
@@ -17,22 +17,20 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UsageError
 from .cache import StatsCache
 from .checkpoints import Checkpoints
-from .dataset import DaskDataset, fingerprint
+from .dask_dataset import DaskDataset, fingerprint
 from .manifest import build_manifest
-from .runner import Runner
+from .pass_runner import Runner
 from .shards import check_records, parse_records, table_writes, tensor_writes
-from .steps import StepContext
-from .summary import RunSummary, StepReport
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline, PipelineResult
+from .steps import Step, StepContext
+from .summary import PipelineResult, RunSummary, StepReport
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +42,13 @@ INPUT = -1  # the index of the pipeline's input in row counts
 class PipelineRun:
     """One run's state: the reports, the row counts as passes reveal them, checkpoints."""
 
-    def __init__(self, pipeline: Pipeline, source: DaskDataset, keys: list[str],
-                 runner: Runner, cache: StatsCache, checkpoints: Checkpoints,
-                 marks: set[int], out: Path):
-        self.pipeline, self.source, self.keys = pipeline, source, keys
+    def __init__(self, name: str, steps: Sequence[Step], shard_rows: int | None,
+                 source: DaskDataset, keys: list[str], runner: Runner, cache: StatsCache,
+                 checkpoints: Checkpoints, marks: set[int], out: Path):
+        # The pipeline's parts, not the Pipeline: a run needs only these, and the
+        # pipeline (which starts runs) stays the one module that knows both.
+        self.name, self.steps, self.shard_rows = name, list(steps), shard_rows
+        self.source, self.keys = source, keys
         self.runner, self.cache, self.checkpoints = runner, cache, checkpoints
         self.marks, self.out = marks, out
         self.ctx = StepContext(shuffle_method=runner.shuffle_method)
@@ -60,7 +61,7 @@ class PipelineRun:
         ``resume=False`` (a forced run) neither reads nor keeps existing checkpoints.
         """
         self.resume = resume
-        steps = self.pipeline.steps
+        steps = self.steps
         ds, first = self.source, 0
         found = self.checkpoints.find(self.keys) if resume else None
         if found is not None:
@@ -104,8 +105,8 @@ class PipelineRun:
         After a split, the training rows only (no statistic learns from held-out rows);
         the number of rows rides along with the fit's own pass.
         """
-        step = self.pipeline.steps[i]
-        split = any(s.assigns_splits for s in self.pipeline.steps[:i])
+        step = self.steps[i]
+        split = any(s.assigns_splits for s in self.steps[:i])
         view, rows = ds.fit_view(split)
         key = ("fit rows", i)
         if step.learns:
@@ -141,9 +142,9 @@ class PipelineRun:
             done = self.runner.compute(*self.checkpoints.writes(ds, tmp))
             self._count()
             info = self.checkpoints.describe(ds, done)
-            info.update(step=self.pipeline.steps[i].name, index=i,
+            info.update(step=self.steps[i].name, index=i,
                         reports=[asdict(r) for r in self.reports])
-            slot = fingerprint(self.pipeline.name, str(self.out.resolve()), i)
+            slot = fingerprint(self.name, str(self.out.resolve()), i)
             self.checkpoints.commit(tmp, self.keys[i], info, slot,
                                     meta=ds.frame._meta if ds.kind == "table" else None,
                                     replace=not self.resume)
@@ -165,7 +166,7 @@ class PipelineRun:
                 rows = report.rows_out
                 continue
             report.rows_in = rows
-            if self.pipeline.steps[i].changes_rows:
+            if self.steps[i].changes_rows:
                 rows = known(("rows", i))
             report.rows_out = rows
             if report.rows_out == 0:
@@ -182,7 +183,7 @@ class PipelineRun:
 
     def _shape(self, ds: DaskDataset) -> DaskDataset:
         """Blocks or partitions of about ``shard_rows`` samples, whole samples per block."""
-        rows = self.pipeline.shard_rows
+        rows = self.shard_rows
         if ds.kind == "table":
             known = self._latest_rows() if rows else None
             if rows and known:
@@ -201,7 +202,7 @@ class PipelineRun:
         """Write the shards in one pass (with the pending counts), then the manifest."""
         began = time.perf_counter()
         if ds.kind == "table":
-            writes: list[Any] = [table_writes(ds.frame, tmp, self.pipeline.shard_rows)]
+            writes: list[Any] = [table_writes(ds.frame, tmp, self.shard_rows)]
         else:
             writes = tensor_writes(ds.x, ds.y, ds.mask, tmp)
         done = self.runner.compute(*writes)
@@ -213,11 +214,9 @@ class PipelineRun:
         rows = self._latest_rows()
         reports = [*self.reports, StepReport("write shards", "ran", rows,
                                              sum(counts.values()), write_seconds)]
-        summary = RunSummary(self.pipeline.name, reports, status="done", counts=counts,
+        summary = RunSummary(self.name, reports, status="done", counts=counts,
                              seconds=time.perf_counter() - start, write_seconds=write_seconds,
                              bytes_written=written)
-        manifest = build_manifest(self.pipeline, self.source, ds, self.keys, final, reports,
-                                  records, counts, summary)
-        from .pipeline import PipelineResult
-
+        manifest = build_manifest(self.name, self.steps, self.shard_rows, self.source, ds,
+                                  self.keys, final, reports, records, counts, summary)
         return PipelineResult(tmp, manifest, summary)
