@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ..config.tags import site_of
+from ..resource_tags import site_of
 
 if TYPE_CHECKING:
     import pandas as pd
