@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,32 +40,10 @@ def terminate(record: Record, grace: float = 5.0) -> list[int]:
     Each process counts once, children first: a record often lists a process and its
     own child (a cluster's keeper and its worker's nanny).
     """
-    import psutil
+    from .processes import stop_tree
 
-    found: dict[int, psutil.Process] = {}
-    for ref in record.pids:
-        if not ref.alive():
-            continue
-        try:
-            proc = psutil.Process(ref.pid)
-            for p in [*proc.children(recursive=True), proc]:
-                found.setdefault(p.pid, p)
-        except psutil.Error:
-            continue
-    procs = list(found.values())
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:  # they had their chance to shut down cleanly
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
-    return [p.pid for p in procs]
+    # ref.alive() also checks the start time: a pid reused by another process is spared.
+    return stop_tree([ref.pid for ref in record.pids if ref.alive()], grace=grace)
 
 
 def _stopper(record: Record) -> Callable[[Record, StateStore], None] | None:
